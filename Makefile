@@ -1,0 +1,56 @@
+# unetlib: two commands for a newcomer.
+#   make book   set up, run every notebook with papermill (PROFILE=quick by default), build the HTML
+#   make test   set up, run the whole test suite
+# Other targets: setup, notebooks, html, bench, clean.
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= quick
+# extra options for the pipeline runner, e.g. RUN_ARGS="--only 02_train -p steps=2000"
+RUN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup book notebooks html test bench clean
+
+setup: $(VENV)/.setup-done node_modules/.setup-done
+
+# The virtualenv is rebuilt only when the pins change (fast when already there).
+$(VENV)/.setup-done: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@# elasticdeform 0.5.1's wheel breaks with NumPy 2: build it from source (seconds).
+	$(PY) -m pip install --quiet --no-binary elasticdeform elasticdeform==0.5.1
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The book's JavaScript (MathJax, require.js, @jupyter-widgets/html-manager) comes from the npm
+# registry at build time, so that pages render with no network. Headless Chromium runs the
+# browser tests; it comes from Debian.
+node_modules/.setup-done: package.json
+	npm install --no-audit --no-fund --ignore-scripts --loglevel=error
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "Installing Debian chromium for the browser tests"; \
+	    (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	    echo "WARNING: could not install chromium; the browser test will be skipped"; }
+	@touch $@
+
+notebooks: setup
+	$(PY) -m unetlib.book run --profile $(PROFILE) $(RUN_ARGS)
+
+html: setup
+	$(PY) -m unetlib.book build
+
+book: notebooks
+	$(PY) -m unetlib.book build
+	@echo "Open _build/html/index.html"
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf _build book/_vendor .pytest_cache

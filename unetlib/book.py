@@ -1,0 +1,299 @@
+"""The book's pipeline: run the notebooks with papermill, then build the HTML with Jupyter Book.
+
+    python -m unetlib.book run --profile quick            # every notebook -> book/
+    python -m unetlib.book run --profile smoke --only 02_train -p steps=50
+    python -m unetlib.book build                          # _build/html/index.html
+
+``run`` executes ``notebooks/NAME.ipynb`` into ``book/NAME.ipynb`` with the parameters of the
+profile (see :mod:`unetlib.profiles`), in ``book/`` as the working directory, so that results land
+in ``book/results/``. Each executed notebook is written to a temporary file and renamed into place,
+so a failing run never leaves a half-executed notebook in the book; the failure prints the
+notebook, the failing cell and the error, and the partial notebook is kept under
+``_build/failed/`` for inspection. A manifest ``book/results/pipeline_<profile>.json`` records the
+parameters, wall times, hardware and the command.
+
+``build`` copies the vendored JavaScript from ``node_modules/`` (installed from the npm registry
+by ``make setup``) to ``book/_vendor/vendor/`` and runs ``jupyter-book build`` with ``-W -n
+--keep-going``, so any warning fails the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from unetlib.paths import PROJECT_ROOT
+from unetlib.profiles import NOTEBOOKS, PROFILES, parameters
+from unetlib.provenance import hardware, write_json_atomic
+
+# (source in node_modules, destination under book/_vendor/vendor/)
+VENDORED_ASSETS: tuple[tuple[str, str], ...] = (
+    ("requirejs/require.js", "require.min.js"),
+    ("@jupyter-widgets/html-manager/dist", "html-manager"),
+    ("mathjax/es5", "mathjax"),
+)
+
+
+class PipelineError(RuntimeError):
+    """A notebook failed to execute or the book failed to build."""
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with ``value`` a Python literal (``steps=100``, ``dataset='isbi2012'``);
+    anything that is not a literal is taken as a string (``dataset=isbi2012``)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"-p expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"-p: {key!r} is not a valid parameter name")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(notebook)).keys())
+
+
+def run_notebook(
+    source: Path, target: Path, params: dict[str, Any], *, cwd: Path, failed_dir: Path
+) -> float:
+    """Execute ``source`` into ``target`` (atomically) with papermill; returns the wall time."""
+    import papermill as pm
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".ipynb", dir=target.parent)
+    os.close(fd)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(source),
+            tmp,
+            parameters=params,
+            cwd=str(cwd),
+            kernel_name="python3",
+            progress_bar=True,
+            log_output=False,
+            report_mode=False,
+        )
+    except pm.PapermillExecutionError as err:
+        failed_dir.mkdir(parents=True, exist_ok=True)
+        kept = failed_dir / target.name
+        shutil.move(tmp, kept)
+        cell = _cell_source(kept, err.cell_index)
+        raise PipelineError(
+            f"{source.name} failed in cell {err.exec_count} (index {err.cell_index}):\n"
+            f"{_indent(cell)}\n{err.ename}: {err.evalue}\n"
+            f"The partially executed notebook is kept at {kept}"
+        ) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _hide_default_parameters(Path(tmp))
+    os.replace(tmp, target)
+    return time.perf_counter() - start
+
+
+def _hide_default_parameters(notebook: Path) -> None:
+    """Drop the notebook's default ``parameters`` cell from the rendered page: the cell papermill
+    injected after it holds the values the run actually used, and stays visible."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, notebook)
+
+
+def _cell_source(notebook: Path, index: int) -> str:
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+        src = cells[index]["source"]
+        return "".join(src) if isinstance(src, list) else src
+    except (OSError, ValueError, KeyError, IndexError):
+        return "<cell source unavailable>"
+
+
+def _indent(text: str, prefix: str = "    | ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def run(
+    profile: str = "quick",
+    only: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    notebooks_dir: Path = PROJECT_ROOT / "notebooks",
+    output_dir: Path = PROJECT_ROOT / "book",
+) -> dict[str, Any]:
+    """Run the notebooks of ``profile`` (all, or those in ``only``) into ``output_dir``."""
+    if profile not in PROFILES:
+        raise ValueError(f"--profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    names = list(only) if only else list(NOTEBOOKS)
+    unknown = [n for n in names if n not in NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"--only: unknown notebook(s) {unknown}; choose from {list(NOTEBOOKS)}")
+    overrides = dict(overrides or {})
+    sources = {n: Path(notebooks_dir) / f"{n}.ipynb" for n in names}
+    for src in sources.values():
+        if not src.is_file():
+            raise FileNotFoundError(f"notebook {src} not found")
+    declared = {n: declared_parameters(src) for n, src in sources.items()}
+    unused = [k for k in overrides if not any(k in d for d in declared.values())]
+    if unused:
+        raise ValueError(
+            f"-p: no selected notebook has a parameter named {unused}; "
+            f"their parameters are: {sorted(set().union(*declared.values()))}"
+        )
+    output_dir = Path(output_dir)
+    (output_dir / "results").mkdir(parents=True, exist_ok=True)
+    failed_dir = PROJECT_ROOT / "_build" / "failed"
+    manifest_path = output_dir / "results" / f"pipeline_{profile}.json"
+    previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest: dict[str, Any] = {
+        "profile": profile,
+        "command": " ".join(["python", "-m", "unetlib.book", *sys.argv[1:]]),
+        "hardware": hardware(),
+        # runs with --only keep the entries of the notebooks they did not run
+        "notebooks": previous.get("notebooks", {}),
+    }
+    total = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        params = parameters(profile, name)
+        params.update({k: v for k, v in overrides.items() if k in declared[name]})
+        missing = sorted(set(params) - declared[name])
+        if missing:
+            raise ValueError(f"profile {profile!r} sets {missing}, not parameters of {name}")
+        print(f"[{i}/{len(names)}] {name} ({profile}): {params}", flush=True)
+        seconds = run_notebook(
+            sources[name], output_dir / f"{name}.ipynb", params, cwd=output_dir,
+            failed_dir=failed_dir,
+        )
+        print(f"[{i}/{len(names)}] {name} done in {seconds:.0f} s", flush=True)
+        manifest["notebooks"][name] = {"parameters": params, "wall_seconds": round(seconds, 1)}
+    manifest["wall_seconds"] = round(time.perf_counter() - total, 1)
+    manifest["total_notebook_seconds"] = round(
+        sum(v["wall_seconds"] for v in manifest["notebooks"].values()), 1)
+    write_json_atomic(manifest_path, manifest)
+    return manifest
+
+
+def vendor_assets(book_dir: Path = PROJECT_ROOT / "book",
+                  node_modules: Path = PROJECT_ROOT / "node_modules") -> Path:
+    """Copy the pages' JavaScript into ``book/_vendor/vendor`` (served as ``_static/vendor``)."""
+    dest_root = Path(book_dir) / "_vendor" / "vendor"
+    for src_rel, dst_rel in VENDORED_ASSETS:
+        src = Path(node_modules) / src_rel
+        if not src.exists():
+            raise PipelineError(
+                f"{src} is missing: the book's JavaScript comes from the npm registry; "
+                "run `make setup` (or `npm install`) first"
+            )
+        dst = dest_root / dst_rel
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if src.is_dir():
+            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.map", "*.LICENSE.txt"))
+        else:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    return dest_root
+
+
+def toc_files(toc: Path = PROJECT_ROOT / "_toc.yml") -> list[str]:
+    """The file entries of ``_toc.yml`` (root first), without suffix."""
+    import yaml
+
+    spec = yaml.safe_load(Path(toc).read_text())
+    files = [spec["root"]]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec.get("parts", spec.get("chapters", [])))
+    return files
+
+
+def build(book_dir: Path = PROJECT_ROOT / "book", output: Path = PROJECT_ROOT) -> Path:
+    """Build the HTML book with every warning an error; returns the path of index.html."""
+    book_dir = Path(book_dir)
+    missing = [
+        f for f in toc_files()
+        if not any((book_dir / f"{f}{ext}").is_file() for ext in (".md", ".ipynb"))
+    ]
+    if missing:
+        raise PipelineError(
+            f"the book is missing {missing} in {book_dir}: run the notebooks first "
+            "(python -m unetlib.book run --profile smoke|quick|paper)"
+        )
+    vendor_assets(book_dir)
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-book")), "build", str(book_dir),
+        "--config", str(PROJECT_ROOT / "_config.yml"), "--toc", str(PROJECT_ROOT / "_toc.yml"),
+        "--path-output", str(output), "--builder", "html", "-W", "-n", "--keep-going",
+    ]
+    print("+", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT)
+    if proc.returncode != 0:
+        raise PipelineError(f"jupyter-book build failed (exit {proc.returncode}); see above")
+    index = Path(output) / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise PipelineError(f"jupyter-book reported success but {index} is missing")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unetlib.book", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="execute the notebooks with papermill into book/")
+    p_run.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    p_run.add_argument("--only", nargs="+", metavar="NOTEBOOK", choices=NOTEBOOKS,
+                       help="run only these notebooks")
+    p_run.add_argument("-p", "--parameter", action="append", type=parse_override, default=[],
+                       metavar="KEY=VALUE", help="override a notebook parameter")
+    p_run.add_argument("--output-dir", type=Path, default=PROJECT_ROOT / "book")
+    p_build = sub.add_parser("build", help="build the HTML with Jupyter Book")
+    p_build.add_argument("--output", type=Path, default=PROJECT_ROOT)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            manifest = run(args.profile, args.only, dict(args.parameter),
+                           output_dir=args.output_dir)
+            print(f"all notebooks ran in {manifest['wall_seconds']:.0f} s")
+        else:
+            print(f"built {build(output=args.output)}")
+    except (PipelineError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Where data, results and checkpoints live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``root``, else ``$UNETLIB_DATA``, else ``./data``, else ``../shared/data``.
+
+    ``./data`` and ``../shared/data`` are taken relative to the project root (the folder that
+    holds ``unetlib/``), so notebooks run from ``notebooks/`` or ``book/`` find the same data.
+    Returns the first candidate that exists; if none does, the first candidate (so that a later
+    ``fetch`` knows where to write).
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("UNETLIB_DATA")
+    if env:
+        return Path(env).expanduser()
+    candidates = [PROJECT_ROOT / "data", PROJECT_ROOT.parent / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return candidates[0]

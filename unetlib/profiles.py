@@ -1,0 +1,121 @@
+"""Run profiles for the book's notebooks: one dict of papermill parameters per notebook.
+
+- ``smoke``: tiny synthetic data and tiny networks; minutes on a CPU. What the tests run.
+- ``quick``: the default of ``make book``: real data when it is found (else synthetic, said
+  loudly in the notebook), networks and step counts sized for 2 CPU cores.
+- ``paper``: the paper's scale (the 2015 network, 572x572 tiles, momentum 0.99, long training);
+  meant for a GPU.
+
+Every notebook gets the ``common`` parameters plus its own; ``python -m unetlib.book run -p k=v``
+overrides any of them. Names mirror the fields of :class:`unetlib.train.TrainConfig` where they
+are training options.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+NOTEBOOKS: tuple[str, ...] = (
+    "01_data",
+    "02_train",
+    "03_augmentation_ablation",
+    "04_weight_maps",
+    "05_explore",
+    "06_performance",
+)
+
+_SMOKE_TRAIN = {
+    "dataset": "synthetic",
+    "image_size": 96,
+    "n_train": 8,
+    "n_test": 4,
+    "depth": 3,
+    "base_channels": 8,
+    "padding": "same",
+    "batch_norm": True,
+    "optimizer": "adam",
+    "lr": 3e-3,
+    "steps": 30,
+    "batch_size": 2,
+    "tile": 96,
+    "eval_every": 10,
+}
+
+_QUICK_TRAIN = {
+    "dataset": "DIC-C2DH-HeLa",
+    "image_size": 256,
+    "n_train": 0,  # 0 = every frame of the split
+    "n_test": 0,
+    "depth": 4,
+    "base_channels": 16,
+    "padding": "same",
+    "batch_norm": True,
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "steps": 600,
+    "batch_size": 4,
+    "tile": 256,
+    "eval_every": 100,
+}
+
+_PAPER_TRAIN = {
+    "dataset": "DIC-C2DH-HeLa",
+    "image_size": 572,
+    "n_train": 0,
+    "n_test": 0,
+    "depth": 5,
+    "base_channels": 64,
+    "padding": "valid",
+    "batch_norm": False,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.99,
+    "steps": 20000,
+    "batch_size": 1,
+    "tile": 388,
+    "eval_every": 1000,
+}
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "common": {"profile": "smoke", "data_root": None},
+        "01_data": {"dataset": "synthetic", "max_frames": 4},
+        "02_train": dict(_SMOKE_TRAIN),
+        "03_augmentation_ablation": dict(_SMOKE_TRAIN),
+        "04_weight_maps": dict(_SMOKE_TRAIN),
+        "05_explore": {"dataset": "synthetic", "n_images": 2, "image_size": 96},
+        "06_performance": {"run_benchmarks": False},
+    },
+    "quick": {
+        "common": {"profile": "quick", "data_root": None},
+        "01_data": {"dataset": "DIC-C2DH-HeLa", "max_frames": 0},
+        "02_train": dict(_QUICK_TRAIN),
+        "03_augmentation_ablation": dict(_QUICK_TRAIN),
+        "04_weight_maps": dict(_QUICK_TRAIN),
+        "05_explore": {"dataset": "DIC-C2DH-HeLa", "n_images": 4, "image_size": 512},
+        "06_performance": {"run_benchmarks": False},
+    },
+    "paper": {
+        "common": {"profile": "paper", "data_root": None},
+        "01_data": {"dataset": "DIC-C2DH-HeLa", "max_frames": 0},
+        "02_train": dict(_PAPER_TRAIN),
+        "03_augmentation_ablation": dict(_PAPER_TRAIN),
+        "04_weight_maps": dict(_PAPER_TRAIN),
+        "05_explore": {"dataset": "DIC-C2DH-HeLa", "n_images": 9, "image_size": 512},
+        "06_performance": {"run_benchmarks": True},
+    },
+}
+
+
+def parameters(profile: str, notebook: str, overrides: dict[str, Any] | None = None) -> dict:
+    """The papermill parameters for ``notebook`` under ``profile``, with ``overrides`` applied."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    if notebook not in NOTEBOOKS:
+        raise ValueError(f"notebook must be one of {list(NOTEBOOKS)}, got {notebook!r}")
+    spec = PROFILES[profile]
+    params = deepcopy(spec["common"])
+    params.update(deepcopy(spec.get(notebook, {})))
+    params.update(overrides or {})
+    return params
