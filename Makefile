@@ -22,6 +22,9 @@ $(VENV)/.setup-done: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	@# elasticdeform 0.5.1's wheel breaks with NumPy 2: build it from source (seconds).
 	$(PY) -m pip install --quiet --no-binary elasticdeform elasticdeform==0.5.1
+	@# the Cell Tracking Challenge's own metrics, for the SEG cross-check in tests/test_metrics.py;
+	@# --no-deps: its pandas/imagecodecs requirements are not needed for SEG.
+	$(PY) -m pip install --quiet --no-deps py-ctcmetrics==1.3.3
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
