@@ -123,9 +123,14 @@ def _hide_default_parameters(notebook: Path) -> None:
 
 
 def _cell_source(notebook: Path, index: int) -> str:
+    """Source of the cell that raised: the code cell with an error output (papermill inserts
+    cells into the output notebook, so its ``cell_index`` is only a fallback)."""
     try:
         cells = json.loads(notebook.read_text())["cells"]
-        src = cells[index]["source"]
+        failed = [c for c in cells if any(o.get("output_type") == "error"
+                                          for o in c.get("outputs", []))]
+        cell = failed[0] if failed else cells[index]
+        src = cell["source"]
         return "".join(src) if isinstance(src, list) else src
     except (OSError, ValueError, KeyError, IndexError):
         return "<cell source unavailable>"

@@ -135,6 +135,34 @@ def augment_parts(spec: str) -> tuple[str, ...]:
     return parts
 
 
+def config_from(params: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping that may hold other names too (a notebook's
+    ``globals()`` after its papermill ``parameters`` cell): known fields are taken, the rest
+    ignored."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in params.items() if k in names}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def with_available_data(config: TrainConfig) -> TrainConfig:
+    """``config`` itself if its data set can be loaded; otherwise the same run on the synthetic
+    data set, with a loud message (so that a fresh clone without the real data still runs)."""
+    from unetlib.data import load_dataset
+
+    if config.dataset == "synthetic":
+        return config
+    try:
+        load_dataset(config.dataset, "test", config.data_root)
+        return config
+    except (FileNotFoundError, ValueError) as err:
+        print(f"*** {config.dataset} is not available ({err}).\n"
+              f"*** Falling back to the synthetic data set: the numbers below are NOT about "
+              f"{config.dataset}. Get the data with `python -m unetlib.data fetch "
+              f"{config.dataset}` or set UNETLIB_DATA.", flush=True)
+        return dataclasses.replace(config, dataset="synthetic")
+
+
 # ------------------------------------------------------------------------------------------------
 # data
 
@@ -375,14 +403,14 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
 # the training loop
 
 
-def _augmenter(config: TrainConfig, device: torch.device) -> nn.Module | None:
+def _augmenter(config: TrainConfig) -> nn.Module | None:
     parts = augment_parts(config.augment)
     if not parts:
         return None
     from unetlib.augment import Augment
 
-    return Augment(parts=parts, elastic_sigma=config.elastic_sigma,
-                   elastic_points=config.elastic_points).to(device)
+    return Augment(**{part: part in parts for part in AUGMENT_PARTS},
+                   elastic_sigma=config.elastic_sigma, elastic_points=config.elastic_points)
 
 
 def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]:
@@ -420,10 +448,12 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
 
     model = build_model(config).to(device)
     optimizer = build_optimizer(config, model.parameters())
-    augment = _augmenter(config, device)
+    augment = _augmenter(config)
     # the same sampler seed on every rank: each rank takes its slice of one global batch
     sampler = torch.Generator().manual_seed(config.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank + 1)
+    # augmentation draws come from a CPU generator (Augment samples its parameters there), so a
+    # resumed run continues the same random sequence on any device
+    aug_gen = torch.Generator().manual_seed(config.seed * 1000 + rank + 1)
     step, history, best = 0, [], {"val_loss": math.inf, "step": 0, "state": None}
     last_path = run_dir / "last.pt"
     if config.resume and last_path.is_file():
@@ -436,8 +466,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                     "state": ckpt["best_model"]}
             torch.set_rng_state(ckpt["rng"]["torch"])
             sampler.set_state(ckpt["rng"]["sampler"])
-            if "aug" in ckpt["rng"] and device.type == "cpu":
-                aug_gen.set_state(ckpt["rng"]["aug"])
+            aug_gen.set_state(ckpt["rng"]["aug"])
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
@@ -503,8 +532,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                 bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in row.items()))
                 rng = _rng_state(sampler)
-                if device.type == "cpu":
-                    rng["aug"] = aug_gen.get_state()
+                rng["aug"] = aug_gen.get_state()
                 _save(last_path, {
                     "key": config.key(), "step": step, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "history": history,

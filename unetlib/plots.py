@@ -1,0 +1,127 @@
+"""Figures and tables for the training chapters: curves, predictions, results beside the paper."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# Published numbers the book compares against (sources in book/references.md).
+PAPER = {
+    "isbi2012": {"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611},
+    "PhC-C2DH-U373": {"seg": 0.9203},
+    "DIC-C2DH-HeLa": {"seg": 0.7756},
+}
+KERAS_REPRODUCTION = {  # Söderberg, Ivarsson, Stachowicz: DIC-C2DH-HeLa, pixel IoU and F1
+    "without augmentation": {"iou": 0.332, "f1": 0.605},
+    "with augmentation": {"iou": 0.770, "f1": 0.891},
+}
+
+
+def plot_history(runs: Mapping[str, Mapping[str, Any]], keys: Sequence[str] = ("loss", "f1")):
+    """Training and validation curves of one or more runs (like the Keras reproduction's
+    Figures 5 and 6): one panel per run and quantity, training and validation overlaid."""
+    import matplotlib.pyplot as plt
+
+    names = list(runs)
+    fig, axes = plt.subplots(len(keys), len(names), figsize=(4.2 * len(names), 3.0 * len(keys)),
+                             squeeze=False, dpi=80)
+    for j, name in enumerate(names):
+        hist = runs[name]["history"]
+        steps = [h["step"] for h in hist]
+        for i, key in enumerate(keys):
+            ax = axes[i, j]
+            if f"train_{key}" in hist[0]:
+                ax.plot(steps, [h[f"train_{key}"] for h in hist], "o-", ms=3, label="training")
+            if f"val_{key}" in hist[0]:
+                ax.plot(steps, [h[f"val_{key}"] for h in hist], "s-", ms=3, label="validation")
+            best = runs[name].get("best_step")
+            if best:
+                ax.axvline(best, color="0.6", ls=":", lw=1, label="best (restored)")
+            ax.set_title(f"{name}: {key}", fontsize=10)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """RGB picture of a prediction against the truth: true positives green, false positives
+    magenta, false negatives yellow, over the gray image."""
+    base = np.clip(image.astype(np.float32), 0, 1)
+    rgb = np.stack([base] * 3, -1) * 0.6
+    tp, fp, fn = pred & truth, pred & ~truth, ~pred & truth
+    rgb[tp] = rgb[tp] * 0.5 + np.array([0.1, 0.8, 0.1]) * 0.5
+    rgb[fp] = rgb[fp] * 0.3 + np.array([0.9, 0.1, 0.9]) * 0.7
+    rgb[fn] = rgb[fn] * 0.3 + np.array([1.0, 0.85, 0.0]) * 0.7
+    return rgb
+
+
+def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                     probs: Mapping[str, Sequence[np.ndarray]], threshold: float = 0.5,
+                     titles: Sequence[str] | None = None):
+    """Rows of test images: the image, the ground truth, and each model's probability map and
+    its errors (like the Keras reproduction's Figure 7, with the errors made visible)."""
+    import matplotlib.pyplot as plt
+    from skimage.segmentation import find_boundaries
+
+    cols = 2 + 2 * len(probs)
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.3 * cols, 2.4 * len(images)),
+                             squeeze=False, dpi=80)
+    for r, (img, lab) in enumerate(zip(images, labels, strict=True)):
+        axes[r, 0].imshow(img, cmap="gray")
+        axes[r, 0].set_title(titles[r] if titles else "image", fontsize=8)
+        gt = np.stack([img] * 3, -1) * 0.7
+        gt[find_boundaries(lab, mode="inner")] = (1.0, 0.2, 0.2)
+        axes[r, 1].imshow(gt)
+        axes[r, 1].set_title("ground truth cells", fontsize=8)
+        for k, (name, maps) in enumerate(probs.items()):
+            p = maps[r]
+            axes[r, 2 + 2 * k].imshow(p, cmap="viridis", vmin=0, vmax=1)
+            axes[r, 2 + 2 * k].set_title(f"{name}: P(cell)", fontsize=8)
+            axes[r, 3 + 2 * k].imshow(overlay(img, p > threshold, lab > 0))
+            axes[r, 3 + 2 * k].set_title(f"{name}: errors", fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A Markdown table: one row per run or source, the given metric columns."""
+    head = "| | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
+    body = "".join(
+        f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in columns) + " |\n"
+        for name, r in rows.items()
+    )
+    return head + body
+
+
+def first_touching_window(labels: np.ndarray, size: int = 96) -> tuple[slice, slice]:
+    """A ``size`` window centred on the first place two different cells touch (for close-ups
+    of the separation gaps); the image centre if no cells touch."""
+    lab = np.asarray(labels)
+    right = (lab[:, :-1] > 0) & (lab[:, 1:] > 0) & (lab[:, :-1] != lab[:, 1:])
+    down = (lab[:-1, :] > 0) & (lab[1:, :] > 0) & (lab[:-1, :] != lab[1:, :])
+    ys, xs = np.nonzero(np.pad(right, ((0, 0), (0, 1))) | np.pad(down, ((0, 1), (0, 0))))
+    h, w = lab.shape
+    cy, cx = (int(np.median(ys)), int(np.median(xs))) if ys.size else (h // 2, w // 2)
+    if ys.size:  # the touching pixel nearest to the median point, so the window shows a gap
+        k = int(np.argmin((ys - cy) ** 2 + (xs - cx) ** 2))
+        cy, cx = int(ys[k]), int(xs[k])
+    half = size // 2
+    y0 = min(max(cy - half, 0), max(h - size, 0))
+    x0 = min(max(cx - half, 0), max(w - size, 0))
+    return slice(y0, y0 + size), slice(x0, x0 + size)
