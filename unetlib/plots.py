@@ -94,8 +94,8 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:.0f}"
+    if isinstance(value, float):  # 4 significant digits: 0.000353, 0.7756, 48.75
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
 
 

@@ -23,6 +23,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04_weight_maps",
     "05_explore",
     "06_performance",
+    "07_results",
 )
 
 _SMOKE_TRAIN = {
@@ -86,6 +87,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "04_weight_maps": dict(_SMOKE_TRAIN),
         "05_explore": {"dataset": "synthetic", "n_images": 2, "image_size": 96},
         "06_performance": {"run_benchmarks": False},
+        "07_results": {},
     },
     "quick": {
         "common": {"profile": "quick", "data_root": None},
@@ -95,6 +97,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "04_weight_maps": dict(_QUICK_TRAIN),
         "05_explore": {"dataset": "DIC-C2DH-HeLa", "n_images": 4, "image_size": 512},
         "06_performance": {"run_benchmarks": False},
+        "07_results": {},
     },
     "paper": {
         "common": {"profile": "paper", "data_root": None},
@@ -104,6 +107,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "04_weight_maps": dict(_PAPER_TRAIN),
         "05_explore": {"dataset": "DIC-C2DH-HeLa", "n_images": 9, "image_size": 512},
         "06_performance": {"run_benchmarks": True},
+        "07_results": {},
     },
 }
 

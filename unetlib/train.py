@@ -601,10 +601,16 @@ def _config_dict(config: TrainConfig, comparable: bool = False) -> dict:
 
 
 def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
-                      runs: dict[str, dict], **extra: Any) -> Path:
+                      runs: dict[str, dict], command: str | None = None, **extra: Any) -> Path:
     """Write ``book/results/<experiment>.json``: data set, profile, metrics of each run,
-    hardware, wall time and command, as the book's results table reads them."""
+    hardware, wall time and the command that reproduces it, as the book's results table reads
+    them. Inside a notebook the command is the pipeline's (``python -m unetlib.book run
+    --profile P --only EXPERIMENT``), not the kernel's."""
     first = next(iter(runs.values()))
+    if command is None:
+        command = first["command"]
+        if "ipykernel" in command or "kernel" in command:
+            command = f"python -m unetlib.book run --profile {profile} --only {experiment}"
     data = {
         "experiment": experiment,
         "dataset": first["dataset"],
@@ -616,7 +622,7 @@ def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
                  for name, r in runs.items()},
         "hardware": first["hardware"],
         "wall_seconds": round(sum(r["wall_seconds"] for r in runs.values()), 1),
-        "command": first["command"],
+        "command": command,
         **extra,
     }
     return write_json_atomic(path, data)
