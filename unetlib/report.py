@@ -67,3 +67,40 @@ def provenance_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                      f"{data.get('wall_seconds', 0):.0f} s | {steps} | "
                      f"`{data.get('command', '?')}` |")
     return "\n".join(lines) + "\n"
+
+
+def load_benchmarks(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Every benchmark JSON in ``folder`` (``benchmarks/results``), by file stem."""
+    out = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+    return out
+
+
+def benchmark_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-case rows of a benchmark JSON (its ``rows`` or ``results``)."""
+    rows = data.get("rows", data.get("results", []))
+    return [dict(r) for r in rows] if isinstance(rows, list) else []
+
+
+def benchmark_table(data: Mapping[str, Any], columns: list[str] | None = None) -> str:
+    """A Markdown table of a benchmark's rows (scalar fields only, or ``columns``), preceded by
+    the hardware and the command that measured it."""
+    rows = benchmark_rows(data)
+    if not rows:
+        return "_no rows_\n"
+    if columns is None:
+        columns = [k for k in rows[0] if all(isinstance(r.get(k), (int, float, str, type(None)))
+                                               for r in rows)]
+    hw = data.get("hardware", {})
+    where = ", ".join(str(hw[k]) for k in ("cpu", "gpu", "device", "torch") if hw.get(k))
+    threads = hw.get("torch_threads") or hw.get("threads")
+    head = (f"Measured on {where or hw.get('processor', '?')}"
+            f"{f', {threads} threads' if threads else ''}, {hw.get('cpu_count', '?')} cores; "
+            f"command: `{data.get('command', '?')}`\n\n")
+    table = {str(i): {c: r.get(c) for c in columns} for i, r in enumerate(rows)}
+    body = metrics_table(table, columns).replace("| | ", "| # | ", 1)
+    return head + body
