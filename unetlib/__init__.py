@@ -35,7 +35,6 @@ _EXPORTS: dict[str, str] = {
     "data_root": "unetlib.paths",
     # training and evaluation
     "TrainConfig": "unetlib.train",
-    "train": "unetlib.train",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -499,7 +499,12 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         loss.backward()
         optimizer.step()
         step += 1
-        running.append(loss.item())
+        logged = loss.detach()
+        if world > 1:  # the global batch's loss, as a single process would log it
+            logged = logged.clone()
+            dist.all_reduce(logged)
+            logged /= world
+        running.append(logged.item())
         with torch.no_grad():
             from unetlib.losses import center_crop
 
@@ -530,7 +535,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                         stale += 1
                 history.append(row)
                 bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in row.items()))
+                                   for k, v in row.items()), file=sys.stderr)
                 rng = _rng_state(sampler)
                 rng["aug"] = aug_gen.get_state()
                 _save(last_path, {
@@ -547,10 +552,12 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                 stopped_early = True
                 break
     bar.close()
+    # identical on every rank under DDP (the gradients are all-reduced); tests compare them
+    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
 
     if rank != 0:
         dist.barrier()
-        return {"rank": rank}
+        return {"rank": rank, "param_checksum": checksum, "history": history}
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
@@ -574,6 +581,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - start, 1),
         "world_size": world,
+        "param_checksum": checksum,
         "hardware": hardware(device),
         "command": command_line(),
         "checkpoint": str(run_dir / "best.pt"),
