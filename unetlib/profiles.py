@@ -78,37 +78,29 @@ _PAPER_TRAIN = {
     "eval_every": 1000,
 }
 
+def _profile(name: str, dataset: str, train: dict[str, Any], explore: dict[str, Any],
+             run_benchmarks: bool, max_frames: int) -> dict[str, dict[str, Any]]:
+    """One profile: the three training chapters share ``train`` (so that a run one chapter
+    trained is reused by the next, see :func:`unetlib.train.train`)."""
+    return {
+        "common": {"profile": name, "data_root": None},
+        "01_data": {"dataset": dataset, "max_frames": max_frames},
+        "02_train": dict(train),
+        "03_augmentation_ablation": dict(train),
+        "04_weight_maps": dict(train),
+        "05_explore": {"dataset": dataset, **explore},
+        "06_performance": {"run_benchmarks": run_benchmarks},
+        "07_results": {},
+    }
+
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {
-        "common": {"profile": "smoke", "data_root": None},
-        "01_data": {"dataset": "synthetic", "max_frames": 4},
-        "02_train": dict(_SMOKE_TRAIN),
-        "03_augmentation_ablation": dict(_SMOKE_TRAIN),
-        "04_weight_maps": dict(_SMOKE_TRAIN),
-        "05_explore": {"dataset": "synthetic", "n_images": 2, "image_size": 96},
-        "06_performance": {"run_benchmarks": False},
-        "07_results": {},
-    },
-    "quick": {
-        "common": {"profile": "quick", "data_root": None},
-        "01_data": {"dataset": "DIC-C2DH-HeLa", "max_frames": 0},
-        "02_train": dict(_QUICK_TRAIN),
-        "03_augmentation_ablation": dict(_QUICK_TRAIN),
-        "04_weight_maps": dict(_QUICK_TRAIN),
-        "05_explore": {"dataset": "DIC-C2DH-HeLa", "n_images": 4, "image_size": 512},
-        "06_performance": {"run_benchmarks": False},
-        "07_results": {},
-    },
-    "paper": {
-        "common": {"profile": "paper", "data_root": None},
-        "01_data": {"dataset": "DIC-C2DH-HeLa", "max_frames": 0},
-        "02_train": dict(_PAPER_TRAIN),
-        "03_augmentation_ablation": dict(_PAPER_TRAIN),
-        "04_weight_maps": dict(_PAPER_TRAIN),
-        "05_explore": {"dataset": "DIC-C2DH-HeLa", "n_images": 9, "image_size": 512},
-        "06_performance": {"run_benchmarks": True},
-        "07_results": {},
-    },
+    "smoke": _profile("smoke", "synthetic", _SMOKE_TRAIN, {"n_images": 2, "image_size": 96},
+                      run_benchmarks=False, max_frames=4),
+    "quick": _profile("quick", "DIC-C2DH-HeLa", _QUICK_TRAIN, {"n_images": 4, "image_size": 512},
+                      run_benchmarks=False, max_frames=0),
+    "paper": _profile("paper", "DIC-C2DH-HeLa", _PAPER_TRAIN, {"n_images": 9, "image_size": 512},
+                      run_benchmarks=True, max_frames=0),
 }
 
 
