@@ -1,0 +1,143 @@
+"""unetlib.Augment: the paper's augmentation applied jointly to image, labels and weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unetlib import Augment
+
+N, H, W = 3, 40, 32
+
+
+def _batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(N, 1, H, W, generator=g)
+    labels = torch.randint(0, 6, (N, H, W), generator=g, dtype=torch.int32) * 7
+    weights = torch.rand(N, H, W, generator=g) * 10
+    return image, labels, weights
+
+
+def _run(aug: Augment, seed: int, *batch):
+    return aug(*batch, generator=torch.Generator().manual_seed(seed))
+
+
+def test_same_seed_same_output_other_seed_differs():
+    batch = _batch()
+    aug = Augment()
+    a, b, c = _run(aug, 1, *batch), _run(aug, 1, *batch), _run(aug, 2, *batch)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(a[0], c[0])
+    m1, m2 = Augment(seed=4), Augment(seed=4)
+    for x, y in zip(m1(*batch), m2(*batch), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_shapes_dtypes_and_label_values_kept():
+    image, labels, weights = _batch()
+    out, lab, wmap = _run(Augment(), 0, image, labels, weights)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    assert lab.shape == labels.shape and lab.dtype == labels.dtype
+    assert wmap.shape == weights.shape and wmap.dtype == weights.dtype
+    assert set(lab.unique().tolist()) <= set(labels.unique().tolist())
+    assert torch.isfinite(out).all() and torch.isfinite(wmap).all()
+    img_only = _run(Augment(), 0, image)
+    assert img_only[1] is None and img_only[2] is None
+    torch.testing.assert_close(img_only[0], out, atol=0, rtol=0)
+
+
+def test_all_parts_off_is_identity():
+    image, labels, weights = _batch()
+    aug = Augment(flip=False, shift=False, rotation=False, elastic=False, gray=False)
+    out = _run(aug, 0, image, labels, weights)
+    for x, y in zip(out, (image, labels, weights), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_flip_only_equals_torch_flip():
+    image, labels, weights = _batch()
+    aug = Augment(shift=False, rotation=False, elastic=False, gray=False)
+    out, lab, wmap = _run(aug, 3, image, labels, weights)
+    flips = aug._draw(N, torch.Generator().manual_seed(3))["flip"]
+    for i in range(N):
+        dims = [d for d in range(2) if flips[i, d]]
+        torch.testing.assert_close(out[i], image[i].flip([d + 1 for d in dims]), atol=2e-6, rtol=0)
+        assert torch.equal(lab[i], labels[i].flip(dims))
+        torch.testing.assert_close(wmap[i], weights[i].flip(dims), atol=1e-5, rtol=0)
+
+
+def test_labels_follow_the_image():
+    """A label map that equals a thresholded image stays consistent after the warp."""
+    image, _, _ = _batch()
+    image = image.round()  # binary image: order-3 warp then threshold ~ order-0 warp
+    labels = image[:, 0].to(torch.int64)
+    aug = Augment(gray=False, elastic_sigma=4.0)
+    out, lab, _ = _run(aug, 5, image, labels)
+    agree = ((out[:, 0] > 0.5).to(torch.int64) == lab).float().mean()
+    assert agree > 0.85
+
+
+def test_switching_a_part_off_keeps_the_other_draws():
+    batch = _batch()
+    full = _run(Augment(), 9, *batch)
+    no_gray = _run(Augment(gray=False), 9, *batch)
+    assert torch.equal(full[1], no_gray[1]) and torch.equal(full[2], no_gray[2])
+    assert not torch.equal(full[0], no_gray[0])
+    no_elastic = _run(Augment(elastic=False), 9, *batch)
+    assert not torch.equal(no_elastic[1], full[1])
+
+
+def test_gray_only_changes_values_not_geometry():
+    image, _, _ = _batch()
+    aug = Augment(flip=False, shift=False, rotation=False, elastic=False)
+    out = _run(aug, 0, image)[0]
+    # a monotone per-sample map: the ordering of the pixels is kept
+    for i in range(N):
+        assert torch.equal(out[i].flatten().argsort(), image[i].flatten().argsort())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "bogus"},
+        {"elastic_sigma": -1.0},
+        {"max_rotation": float("nan")},
+        {"elastic_points": 0},
+    ],
+)
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        Augment(**kwargs)
+
+
+def test_bad_inputs_raise():
+    image, labels, weights = _batch()
+    aug = Augment()
+    with pytest.raises(ValueError):
+        aug(image[0])
+    with pytest.raises(ValueError):
+        aug(image, labels[:, :-1])
+    with pytest.raises(TypeError):
+        aug(image, labels.float())
+    with pytest.raises(TypeError):
+        aug(image, labels, labels)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    batch = _batch()
+    cpu = _run(Augment(), 1, *batch)
+    gpu = _run(Augment(), 1, *(t.cuda() for t in batch))
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-4, rtol=0)
+    assert (gpu[1].cpu() != cpu[1]).float().mean() <= 1e-3
+
+
+@pytest.mark.slow
+def test_compiled_matches_eager():
+    batch = _batch()
+    eager = _run(Augment(), 6, *batch)
+    fused = _run(Augment(compiled=True), 6, *batch)
+    torch.testing.assert_close(fused[0], eager[0], atol=1e-5, rtol=0)
+    assert (fused[1] != eager[1]).float().mean() <= 1e-3
+    torch.testing.assert_close(fused[2], eager[2], atol=1e-5, rtol=0)

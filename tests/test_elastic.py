@@ -1,0 +1,202 @@
+"""unetlib.elastic against elasticdeform 0.5.1 (the reference), plus its own invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from unetlib.elastic import MODES, deform_grid, deform_random_grid, displacement_field
+
+elasticdeform = pytest.importorskip("elasticdeform", reason="elasticdeform==0.5.1 is the reference")
+
+TIE_FRACTION = 1e-4  # order 0 may differ only at exact half-pixel ties (float64 summation order)
+
+
+def _case(seed: int, crop: bool):
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(5, 41, size=2))
+    p0, p1 = (int(v) for v in rng.integers(1, 6, size=2))
+    sigma = float(rng.choice([1.5, 6.0, 25.0]))
+    disp = rng.standard_normal((2, p0, p1)) * sigma
+    x = rng.random((h, w)).astype(np.float32)
+    window = None
+    if crop:
+        a = int(rng.integers(0, h - 1))
+        c = int(rng.integers(0, w - 1))
+        window = (
+            slice(a, int(rng.integers(a + 1, h + 1))),
+            slice(c, int(rng.integers(c + 1, w + 1))),
+        )
+    return x, disp, window
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("seed,crop", [(0, False), (1, True), (2, False), (3, True)])
+def test_parity_with_elasticdeform(mode, order, seed, crop):
+    x, disp, window = _case(seed * 7 + order, crop)
+    ref = elasticdeform.deform_grid(x, disp, order=order, mode=mode, cval=0.25, crop=window)
+    out = deform_grid(
+        torch.from_numpy(x), torch.from_numpy(disp), order=order, mode=mode, cval=0.25, crop=window
+    )
+    assert out.dtype == torch.float32 and tuple(out.shape) == ref.shape
+    out = out.numpy()
+    if order == 0:
+        assert np.mean(out != ref) <= TIE_FRACTION
+    else:
+        assert np.abs(out - ref).max() <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+@pytest.mark.parametrize("mode", ["constant", "mirror", "nearest"])
+def test_labels_keep_dtype_and_values(dtype, mode):
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 9, size=(37, 29)).astype(np.uint8) * 3 + 1
+    disp = rng.standard_normal((2, 3, 4)) * 8
+    ref = elasticdeform.deform_grid(labels, disp, order=0, mode=mode, cval=0)
+    out = deform_grid(
+        torch.from_numpy(labels).to(dtype), torch.from_numpy(disp), order=0, mode=mode
+    )
+    assert out.dtype == dtype
+    values = set(np.unique(labels)) | ({0} if mode == "constant" else set())
+    assert set(out.unique().tolist()) <= values
+    assert np.mean(out.numpy() != ref) <= TIE_FRACTION
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_integer_image_is_rounded_float_result(order):
+    """Integers at order > 0: the float result rounded half away from zero and clipped (for
+    order 1 exactly elasticdeform; for order 3 elasticdeform quantizes its spline coefficients
+    to the integer dtype, which we deliberately do not copy)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, size=(31, 27)).astype(np.uint8)
+    disp = rng.standard_normal((2, 3, 3)) * 6
+    ref = elasticdeform.deform_grid(x.astype(np.float64), disp, order=order, mode="mirror")
+    out = deform_grid(torch.from_numpy(x), torch.from_numpy(disp), order=order, mode="mirror")
+    assert out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.numpy(), np.clip(np.round(ref), 0, 255))
+
+
+def test_list_of_inputs_with_orders_matches_reference():
+    """Image order 3, labels order 0, weight map order 1, one field (as in training)."""
+    rng = np.random.default_rng(5)
+    img = rng.random((48, 40)).astype(np.float32)
+    lab = rng.integers(0, 5, size=(48, 40)).astype(np.int32)
+    wmap = rng.random((48, 40)).astype(np.float64)
+    disp = rng.standard_normal((2, 3, 3)) * 10
+    refs = elasticdeform.deform_grid([img, lab, wmap], disp, order=[3, 0, 1], mode="mirror")
+    outs = deform_grid(
+        [torch.from_numpy(img), torch.from_numpy(lab), torch.from_numpy(wmap)],
+        torch.from_numpy(disp),
+        order=[3, 0, 1],
+        mode="mirror",
+    )
+    assert [o.dtype for o in outs] == [torch.float32, torch.int32, torch.float64]
+    assert np.abs(outs[0].numpy() - refs[0]).max() <= 1e-4
+    assert np.mean(outs[1].numpy() != refs[1]) <= TIE_FRACTION
+    assert np.abs(outs[2].numpy() - refs[2]).max() <= 1e-9
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_zero_displacement_is_identity(mode, order):
+    x = torch.rand(2, 3, 17, 23)
+    out = deform_grid(x, torch.zeros(2, 3, 5), order=order, mode=mode)
+    torch.testing.assert_close(out, x, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_batch_equals_per_sample(order):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 21, 26, generator=g)
+    disp = torch.randn(3, 2, 3, 4, generator=g, dtype=torch.float64) * 5
+    out = deform_grid(x, disp, order=order, mode="reflect")
+    for i in range(3):
+        for c in range(2):
+            single = deform_grid(x[i, c], disp[i], order=order, mode="reflect")
+            torch.testing.assert_close(out[i, c], single, atol=0, rtol=0)
+    shared = deform_grid(x, disp[1], order=order, mode="reflect")  # one field for all
+    torch.testing.assert_close(shared[1], out[1], atol=0, rtol=0)
+
+
+def test_displacement_field_hits_control_values_at_corners():
+    """Control points sit on the image corners; component 0 moves rows (pull mapping)."""
+    disp = torch.randn(2, 3, 3, dtype=torch.float64) * 4
+    d = displacement_field(disp, (33, 21))[0]
+    for i, r in ((0, 0), (2, 32)):
+        for j, c in ((0, 0), (2, 20)):
+            torch.testing.assert_close(d[:, r, c], disp[:, i, j])
+    # a constant shift of +2 rows pulls from 2 rows further down
+    x = torch.arange(20.0 * 10).reshape(20, 10)
+    shift = torch.zeros(2, 3, 3, dtype=torch.float64)
+    shift[0] = 2
+    out = deform_grid(x, shift, order=1, mode="constant", cval=-1)
+    torch.testing.assert_close(out[:-2], x[2:])
+    assert (out[-2:] == -1).all()
+
+
+def test_random_grid_is_seeded_and_matches_explicit_displacement():
+    x = torch.rand(2, 1, 30, 30)
+    a = deform_random_grid(x, sigma=10, points=(3, 4), generator=torch.Generator().manual_seed(7))
+    b = deform_random_grid(x, sigma=10, points=(3, 4), generator=torch.Generator().manual_seed(7))
+    c = deform_random_grid(x, sigma=10, points=(3, 4), generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    disp = torch.randn(2, 2, 3, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    torch.testing.assert_close(a, deform_grid(x, disp * 10), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_floating_dtypes(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.random((19, 24))
+    disp = rng.standard_normal((2, 3, 3)) * 5
+    ref = elasticdeform.deform_grid(x, disp, order=3, mode="mirror")
+    out = deform_grid(torch.from_numpy(x).to(dtype), torch.from_numpy(disp), mode="mirror")
+    assert out.dtype == dtype
+    tol = {torch.float64: 1e-9, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    assert np.abs(out.double().numpy() - ref).max() <= tol
+
+
+@pytest.mark.parametrize(
+    "kwargs,err",
+    [
+        ({"order": 2}, ValueError),
+        ({"mode": "grid-wrap"}, ValueError),
+        ({"crop": (slice(0, 50), slice(None))}, ValueError),
+        ({"displacement": torch.zeros(3, 3, 3)}, ValueError),
+        ({"displacement": torch.zeros(5, 2, 3, 3)}, ValueError),
+        ({"X": torch.zeros(3, 10, 10)}, ValueError),
+        ({"X": [torch.zeros(10, 10), torch.zeros(10, 11)]}, ValueError),
+        ({"X": [torch.zeros(10, 10)], "order": [3, 0]}, ValueError),
+        ({"displacement": [[0.0]]}, TypeError),
+    ],
+)
+def test_bad_input_raises(kwargs, err):
+    args = {"X": torch.zeros(2, 1, 10, 10), "displacement": torch.zeros(2, 3, 3)} | kwargs
+    with pytest.raises(err):
+        deform_grid(**args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 64, 48, generator=g)
+    lab = torch.randint(0, 9, (2, 1, 64, 48), generator=g)
+    disp = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64) * 10
+    cpu = deform_grid([x, lab], disp, order=[3, 0], mode="mirror")
+    gpu = deform_grid([x.cuda(), lab.cuda()], disp.cuda(), order=[3, 0], mode="mirror")
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-5, rtol=0)
+    assert (gpu[1].cpu() != cpu[1]).float().mean() <= TIE_FRACTION
+
+
+@pytest.mark.slow
+def test_compiled_path_matches_eager():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 1, 40, 36, generator=g)
+    lab = torch.randint(0, 9, (2, 1, 40, 36), generator=g, dtype=torch.int32)
+    disp = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64) * 6
+    eager = deform_grid([x, lab], disp, order=[3, 0], mode="mirror")
+    fused = deform_grid([x, lab], disp, order=[3, 0], mode="mirror", compiled=True)
+    torch.testing.assert_close(fused[0], eager[0], atol=1e-5, rtol=0)
+    assert torch.equal(fused[1], eager[1])
