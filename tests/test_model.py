@@ -42,6 +42,7 @@ def test_paper_parameter_and_layer_count(paper_net):
     assert paper_net.config == {
         "in_channels": 1, "num_classes": 2, "depth": 5, "base_channels": 64,
         "padding": "valid", "batch_norm": False, "dropout": 0.5, "up_mode": "transpose",
+        "input_mean": 0.0, "input_std": 1.0,
     }
 
 
@@ -303,3 +304,28 @@ def test_cuda_forward_matches_cpu():
     ref = net(x)
     out = net.cuda()(x.cuda()).cpu()
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_input_standardisation_is_applied_and_saved(tmp_path):
+    from unetlib.model import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    plain = UNet(depth=2, base_channels=4, padding="same", dropout=0.0)
+    scaled = UNet(depth=2, base_channels=4, padding="same", dropout=0.0, input_mean=0.46,
+                  input_std=0.04)
+    scaled.load_state_dict(plain.state_dict())
+    x = 0.46 + 0.04 * torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(scaled(x), plain((x - 0.46) / 0.04), atol=1e-5)
+        assert not torch.allclose(scaled(x), plain(x), atol=1e-3)
+    save_checkpoint(tmp_path / "m.pt", scaled)
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert (loaded.input_mean, loaded.input_std) == (pytest.approx(0.46), pytest.approx(0.04))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), scaled(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("mean, std", [(0.0, 0.0), (0.0, -1.0), (float("nan"), 1.0)])
+def test_input_standardisation_rejects_bad_values(mean, std):
+    with pytest.raises(ValueError, match="input_"):
+        UNet(depth=2, base_channels=4, input_mean=mean, input_std=std)

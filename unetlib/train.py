@@ -253,13 +253,19 @@ def sample_batch(
 # model, optimiser, loss
 
 
-def build_model(config: TrainConfig) -> nn.Module:
+def build_model(config: TrainConfig, frames: Frames | None = None) -> nn.Module:
+    """The U-Net of ``config``; its input is standardised with the training frames' mean and
+    standard deviation (kept in the model, so every later use of it sees the same scale)."""
     from unetlib.model import UNet
 
+    mean, std = 0.0, 1.0
+    if frames is not None:
+        mean = float(frames.images.mean())
+        std = max(float(frames.images.std()), 1e-6)
     return UNet(
         in_channels=1, num_classes=2, depth=config.depth, base_channels=config.base_channels,
         padding=config.padding, batch_norm=config.batch_norm, dropout=config.dropout,
-        up_mode=config.up_mode,
+        up_mode=config.up_mode, input_mean=mean, input_std=std,
     )
 
 
@@ -446,7 +452,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     train_f = prepare_frames(train_s, config, device)
     val_f = prepare_frames(val_s, config, device) if val_s else None
 
-    model = build_model(config).to(device)
+    model = build_model(config, train_f).to(device)
     optimizer = build_optimizer(config, model.parameters())
     augment = _augmenter(config)
     # the same sampler seed on every rank: each rank takes its slice of one global batch
