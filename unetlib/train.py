@@ -84,6 +84,7 @@ class TrainConfig:
     tile: int | None = None  # output tile of overlap-tile prediction; None = predict_tiled's
     tta: bool = False
     threshold: float = 0.5
+    min_size: int = 64  # predicted components smaller than this (pixels) are dropped (specks)
     # run
     seed: int = 0
     device: str = "auto"
@@ -338,7 +339,8 @@ def test_metrics(probs: list[np.ndarray], labels: list[np.ndarray], config: Trai
     for p, lab in zip(probs, labels, strict=True):
         gt_fg = lab > 0
         pred_fg = p > config.threshold
-        inst = M.instance_labels_from_probability(p, threshold=config.threshold)
+        inst = M.instance_labels_from_probability(p, threshold=config.threshold,
+                                                  min_size=config.min_size)
         jac = M.seg_jaccards(inst, lab)[1]
         jaccards.append(jac)
         row = {
