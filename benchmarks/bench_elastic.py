@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from unetlib.elastic import deform_grid  # noqa: E402
+from unetlib.provenance import cpu_name  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -201,6 +202,7 @@ def main() -> None:
             "mode": "mirror",
         },
         "hardware": {
+            "cpu": cpu_name(),
             "processor": platform.processor(),
             "machine": platform.machine(),
             "cpu_count": os.cpu_count(),

@@ -41,17 +41,9 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from unetlib.provenance import cpu_name  # noqa: E402
+
 TASKS = ("train", "infer", "tiled")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _maxrss_mib() -> float:
@@ -174,7 +166,7 @@ def _hardware(device: str, threads: int | None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor(),
-        "cpu_model": _cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -186,7 +178,7 @@ def _hardware(device: str, threads: int | None) -> dict[str, Any]:
         info["cuda"] = torch.version.cuda
         info["cudnn"] = torch.backends.cudnn.version()
     else:
-        info["device_name"] = info["cpu_model"]
+        info["device_name"] = info["cpu"]
     return info
 
 

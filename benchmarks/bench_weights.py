@@ -37,6 +37,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unetlib.paths import data_root  # noqa: E402
+from unetlib.provenance import cpu_name  # noqa: E402
 from unetlib.weights import class_weight_map, separate_touching, weight_map  # noqa: E402
 
 
@@ -98,6 +99,7 @@ def read_mask(path: Path) -> np.ndarray:
 def hardware() -> dict:
     info = {
         "platform": platform.platform(),
+        "cpu": cpu_name(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,

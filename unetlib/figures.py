@@ -24,6 +24,14 @@ from unetlib.weights import (
 __all__ = ["plot_weight_map_panels", "plot_weight_map_timing"]
 
 
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    """A pyplot-managed figure, so that Jupyter's inline backend shows it at the end of a cell
+    (a bare ``Figure()`` only shows its text form there)."""
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=figsize, layout="constrained")
+
+
 def plot_weight_map_panels(
     labels: np.ndarray,
     image: np.ndarray | None = None,
@@ -65,7 +73,7 @@ def plot_weight_map_panels(
     sl = (slice(None), slice(None)) if crop is None else (slice(crop[0], crop[1]),
                                                          slice(crop[2], crop[3]))
     n = 4 + (image is not None)
-    fig = Figure(figsize=(panel_size * n, panel_size * 1.08), layout="constrained")
+    fig = _new_figure(figsize=(panel_size * n, panel_size * 1.08))
     axes = fig.subplots(1, n)
     k = 0
     if image is not None:
@@ -127,7 +135,7 @@ def plot_weight_map_timing(
         raise ValueError("result has no rows to plot")
     synth = sorted((r for r in rows if r["case"] == "random"), key=lambda r: r["cells"])
     real = [r for r in rows if r["case"] != "random"]
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = _new_figure(figsize=(10, 4))
     ax_t, ax_s = fig.subplots(1, 2)
     series = [
         ("ours_s", "ours (windowed, exact)", "ours", "C0"),

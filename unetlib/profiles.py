@@ -100,7 +100,7 @@ def _profile(name: str, dataset: str, train: dict[str, Any], explore: dict[str, 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile("smoke", "synthetic", _SMOKE_TRAIN, {"n_images": 2, "image_size": 96},
                       run_benchmarks=False, max_frames=4),
-    "quick": _profile("quick", "DIC-C2DH-HeLa", _QUICK_TRAIN, {"n_images": 4, "image_size": 512},
+    "quick": _profile("quick", "DIC-C2DH-HeLa", _QUICK_TRAIN, {"n_images": 4, "image_size": 384},
                       run_benchmarks=False, max_frames=0),
     "paper": _profile("paper", "DIC-C2DH-HeLa", _PAPER_TRAIN, {"n_images": 9, "image_size": 512},
                       run_benchmarks=True, max_frames=0),
