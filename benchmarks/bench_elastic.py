@@ -19,11 +19,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from unetlib.elastic import deform_grid  # noqa: E402
-from unetlib.provenance import cpu_name  # noqa: E402
+from unetlib.provenance import cpu_name, write_json_atomic  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -53,14 +51,6 @@ def _time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
         _sync(device)
         times.append(time.perf_counter() - t0)
     return times
-
-
-def _write_json(path: str, payload: dict) -> None:
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -220,7 +210,7 @@ def main() -> None:
         "speedups": ratios,
     }
     if args.out:
-        _write_json(args.out, payload)
+        write_json_atomic(args.out, payload)
         print(f"wrote {args.out}")
 
 

@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -30,7 +29,6 @@ import resource
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +39,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from unetlib.provenance import cpu_name  # noqa: E402
+from unetlib.provenance import cpu_name, write_json_atomic  # noqa: E402
 
 TASKS = ("train", "infer", "tiled")
 
@@ -182,21 +180,6 @@ def _hardware(device: str, threads: int | None) -> dict[str, Any]:
     return info
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -254,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
     }
     if args.out is not None:
-        _write_json_atomic(args.out, payload)
+        write_json_atomic(args.out, payload)
         print(f"wrote {args.out}")
     return 1 if any("error" in r for r in rows) else 0
 

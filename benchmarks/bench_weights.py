@@ -22,12 +22,10 @@ others have gaps) and, if found, the real DIC-C2DH-HeLa gold-truth masks (01_GT/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unetlib.paths import data_root  # noqa: E402
-from unetlib.provenance import cpu_name  # noqa: E402
+from unetlib.provenance import cpu_name, write_json_atomic  # noqa: E402
 from unetlib.weights import class_weight_map, separate_touching, weight_map  # noqa: E402
 
 
@@ -115,14 +113,6 @@ def hardware() -> dict:
     except ImportError:  # torch is not needed by this benchmark
         info["torch"] = None
     return info
-
-
-def write_json_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def torch_timing(labels: np.ndarray, ours: np.ndarray, repeats: int) -> dict:
@@ -221,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
         "params": {"w0": 10.0, "sigma": 5.0, "class_weights": "balanced", "tol": 1e-7},
         "rows": rows,
     }
-    write_json_atomic(result, args.out)
+    write_json_atomic(args.out, result)
     print(f"# wrote {args.out}")
     return result
 
