@@ -118,6 +118,18 @@ def _load_rows(result: Mapping | str | os.PathLike | Sequence[Mapping]) -> list[
     return list(result)
 
 
+def _plot_rows(ax, synth: list, real: list, key: str, color: str, label: str,
+               real_label: str) -> None:
+    """One benchmark quantity against the cell count: random frames as a line, real HeLa
+    frames as open markers."""
+    if synth:
+        ax.plot([r["cells"] for r in synth], [r[key] for r in synth], "o-", color=color,
+                label=label)
+    if real:
+        ax.plot([r["cells"] for r in real], [r[key] for r in real], "^", color=color,
+                mfc="none", label=real_label)
+
+
 def plot_weight_map_timing(
     result: Mapping | str | os.PathLike | Sequence[Mapping], title: str | None = None
 ) -> Figure:
@@ -143,12 +155,7 @@ def plot_weight_map_timing(
         ("naive_sort_s", "naive: one EDT per cell, stack + sort", "naive sort", "C1"),
     ]
     for key, name, short, color in series:
-        if synth:
-            ax_t.plot([r["cells"] for r in synth], [r[key] for r in synth], "o-", color=color,
-                      label=name)
-        if real:
-            ax_t.plot([r["cells"] for r in real], [r[key] for r in real], "^", color=color,
-                      mfc="none", label=f"{short}, real HeLa frames")
+        _plot_rows(ax_t, synth, real, key, color, name, f"{short}, real HeLa frames")
     ax_t.set_xscale("log")
     ax_t.set_yscale("log")
     ax_t.set_xlabel("cells per 512x512 frame")
@@ -157,12 +164,7 @@ def plot_weight_map_timing(
     ax_t.legend(fontsize=7)
     for key, name, color in [("speedup_vs_naive_min", "vs running top-2", "C3"),
                              ("speedup_vs_naive_sort", "vs stack + sort", "C1")]:
-        if synth:
-            ax_s.plot([r["cells"] for r in synth], [r[key] for r in synth], "o-", color=color,
-                      label=name)
-        if real:
-            ax_s.plot([r["cells"] for r in real], [r[key] for r in real], "^", color=color,
-                      mfc="none", label=f"{name}, real HeLa")
+        _plot_rows(ax_s, synth, real, key, color, name, f"{name}, real HeLa")
     ax_s.axhline(20, color="gray", ls="--", lw=0.8, label="20x target")
     ax_s.set_xscale("log")
     ax_s.set_xlabel("cells per 512x512 frame")

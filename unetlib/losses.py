@@ -47,15 +47,20 @@ def _check_logits(logits: torch.Tensor) -> None:
         raise ValueError(f"logits must have shape (N, C, H, W), got {shape}")
 
 
+def _per_pixel(x: torch.Tensor, logits: torch.Tensor, name: str) -> torch.Tensor:
+    """``x`` as (N, H, W) with the logits' N, accepting (N, 1, H, W) too."""
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3 or x.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{name} must have shape (N, H, W) with N = {logits.shape[0]}, got {tuple(x.shape)}"
+        )
+    return x
+
+
 def _class_target(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """(N, H, W) int64 class indices, accepting (N, 1, H, W) too."""
-    if target.ndim == 4 and target.shape[1] == 1:
-        target = target[:, 0]
-    if target.ndim != 3 or target.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"target must have shape (N, H, W) with N = {logits.shape[0]}, "
-            f"got {tuple(target.shape)}"
-        )
+    target = _per_pixel(target, logits, "target")
     if target.is_floating_point() or target.is_complex():
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
     return _spatial_match(target, logits, "target").long()
@@ -94,13 +99,7 @@ def weighted_cross_entropy(
     log_p = F.log_softmax(logits.float(), dim=1)
     ce = -log_p.gather(1, target[:, None]).squeeze(1)
     if weight is not None:
-        if weight.ndim == 4 and weight.shape[1] == 1:
-            weight = weight[:, 0]
-        if weight.ndim != 3 or weight.shape[0] != logits.shape[0]:
-            raise ValueError(
-                f"weight must have shape (N, H, W) with N = {logits.shape[0]}, "
-                f"got {tuple(weight.shape)}"
-            )
+        weight = _per_pixel(weight, logits, "weight")
         ce = ce * _spatial_match(weight, logits, "weight").to(ce.dtype)
     if reduction == "mean":
         return ce.mean()
