@@ -103,4 +103,8 @@ def benchmark_table(data: Mapping[str, Any], columns: list[str] | None = None) -
             f"command: `{data.get('command', '?')}`\n\n")
     table = {str(i): {c: r.get(c) for c in columns} for i, r in enumerate(rows)}
     body = metrics_table(table, columns).replace("| | ", "| # | ", 1)
+    speedups = data.get("speedups") or {}
+    if speedups:
+        body += "\nSpeed-ups (ratio of images per second): " + "; ".join(
+            f"{name}: {ratio:.2f}x" for name, ratio in speedups.items()) + ".\n"
     return head + body
