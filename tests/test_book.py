@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from unetlib import book
 from unetlib.paths import PROJECT_ROOT
-from unetlib.profiles import NOTEBOOKS, PROFILES, parameters
+from unetlib.profiles import NOTEBOOKS, PROFILES, parameters, source_notebook
 
 SCREENSHOTS = PROJECT_ROOT / "_build" / "screenshots"
 
@@ -44,7 +44,8 @@ def test_every_profile_covers_every_notebook(profile):
 
 def test_source_notebooks_declare_what_profiles_set():
     for name in NOTEBOOKS:
-        declared = book.declared_parameters(PROJECT_ROOT / "notebooks" / f"{name}.ipynb")
+        source = PROJECT_ROOT / "notebooks" / f"{source_notebook(name)}.ipynb"
+        declared = book.declared_parameters(source)
         for profile in PROFILES:
             missing = set(parameters(profile, name)) - declared
             assert not missing, f"{name} lacks parameters {missing} set by profile {profile}"

@@ -5,12 +5,14 @@
     python -m unetlib.book build                          # _build/html/index.html
 
 ``run`` executes ``notebooks/NAME.ipynb`` into ``book/NAME.ipynb`` with the parameters of the
-profile (see :mod:`unetlib.profiles`), in ``book/`` as the working directory, so that results land
-in ``book/results/``. Each executed notebook is written to a temporary file and renamed into place,
-so a failing run never leaves a half-executed notebook in the book; the failure prints the
-notebook, the failing cell and the error, and the partial notebook is kept under
-``_build/failed/`` for inspection. A manifest ``book/results/pipeline_<profile>.json`` records the
-parameters, wall times, hardware and the command.
+profile (see :mod:`unetlib.profiles`; a page may run another page's notebook with other
+parameters, e.g. ``02_train_em`` is ``02_train`` on the ISBI 2012 EM stack), in ``book/`` as the
+working directory, so that results land in ``book/results/``. Each executed notebook is written
+to a temporary file and renamed into place, so a failing run never leaves a half-executed
+notebook in the book; the failure prints the notebook, the failing cell and the error, and the
+partial notebook is kept under ``_build/failed/`` for inspection. A manifest
+``book/results/pipeline_<profile>.json`` records the parameters, wall times, hardware and the
+command.
 
 ``build`` copies the vendored JavaScript from ``node_modules/`` (installed from the npm registry
 by ``make setup``) to ``book/_vendor/vendor/`` and runs ``jupyter-book build`` with ``-W -n
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from unetlib.paths import PROJECT_ROOT
-from unetlib.profiles import NOTEBOOKS, PROFILES, parameters
+from unetlib.profiles import NOTEBOOKS, PROFILES, parameters, source_notebook
 from unetlib.provenance import hardware, write_json_atomic
 
 # (source in node_modules, destination under book/_vendor/vendor/)
@@ -155,7 +157,7 @@ def run(
     if unknown:
         raise ValueError(f"--only: unknown notebook(s) {unknown}; choose from {list(NOTEBOOKS)}")
     overrides = dict(overrides or {})
-    sources = {n: Path(notebooks_dir) / f"{n}.ipynb" for n in names}
+    sources = {n: Path(notebooks_dir) / f"{source_notebook(n)}.ipynb" for n in names}
     for src in sources.values():
         if not src.is_file():
             raise FileNotFoundError(f"notebook {src} not found")

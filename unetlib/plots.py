@@ -14,6 +14,16 @@ PAPER = {
     "PhC-C2DH-U373": {"seg": 0.9203},
     "DIC-C2DH-HeLa": {"seg": 0.7756},
 }
+
+
+def paper_metrics(dataset: str) -> dict[str, float]:
+    """The paper's numbers for ``dataset`` under our metric names (the ISBI 2012 challenge's
+    scores carry the ``isbi_`` prefix that :func:`unetlib.train.test_metrics` gives them);
+    empty for a data set the paper did not report."""
+    values = PAPER.get(dataset, {})
+    return {("isbi_" + k if dataset == "isbi2012" else k): v for k, v in values.items()}
+
+
 KERAS_REPRODUCTION = {  # Söderberg, Ivarsson, Stachowicz: DIC-C2DH-HeLa, pixel IoU and F1
     "without augmentation": {"iou": 0.332, "f1": 0.605},
     "with augmentation": {"iou": 0.770, "f1": 0.891},

@@ -19,12 +19,23 @@ from typing import Any
 NOTEBOOKS: tuple[str, ...] = (
     "01_data",
     "02_train",
+    "02_train_em",
     "03_augmentation_ablation",
     "04_weight_maps",
     "05_explore",
     "06_performance",
     "07_results",
 )
+
+# pages executed from another page's notebook with other parameters: the training chapter on the
+# ISBI 2012 EM stack is ``notebooks/02_train.ipynb`` run on that data set
+SOURCES: dict[str, str] = {"02_train_em": "02_train"}
+
+
+def source_notebook(name: str) -> str:
+    """The notebook (in ``notebooks/``, without suffix) that the book page ``name`` executes."""
+    return SOURCES.get(name, name)
+
 
 _SMOKE_TRAIN = {
     "dataset": "synthetic",
@@ -82,13 +93,15 @@ _PAPER_TRAIN = {
 }
 
 def _profile(name: str, dataset: str, train: dict[str, Any], explore: dict[str, Any],
-             run_benchmarks: bool, max_frames: int) -> dict[str, dict[str, Any]]:
+             run_benchmarks: bool, max_frames: int, em_dataset: str) -> dict[str, dict[str, Any]]:
     """One profile: the three training chapters share ``train`` (so that a run one chapter
-    trained is reused by the next, see :func:`unetlib.train.train`)."""
+    trained is reused by the next, see :func:`unetlib.train.train`); the EM training chapter is
+    the same configuration on ``em_dataset``."""
     return {
         "common": {"profile": name, "data_root": None},
         "01_data": {"dataset": dataset, "max_frames": max_frames},
         "02_train": dict(train),
+        "02_train_em": {**train, "dataset": em_dataset, "experiment": "02_train_em"},
         "03_augmentation_ablation": dict(train),
         "04_weight_maps": dict(train),
         "05_explore": {"dataset": dataset, **explore},
@@ -99,11 +112,11 @@ def _profile(name: str, dataset: str, train: dict[str, Any], explore: dict[str, 
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile("smoke", "synthetic", _SMOKE_TRAIN, {"n_images": 2, "image_size": 96},
-                      run_benchmarks=False, max_frames=4),
+                      run_benchmarks=False, max_frames=4, em_dataset="synthetic"),
     "quick": _profile("quick", "DIC-C2DH-HeLa", _QUICK_TRAIN, {"n_images": 4, "image_size": 384},
-                      run_benchmarks=False, max_frames=0),
+                      run_benchmarks=False, max_frames=0, em_dataset="isbi2012"),
     "paper": _profile("paper", "DIC-C2DH-HeLa", _PAPER_TRAIN, {"n_images": 9, "image_size": 512},
-                      run_benchmarks=True, max_frames=0),
+                      run_benchmarks=True, max_frames=0, em_dataset="isbi2012"),
 }
 
 

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table
+from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metrics
 
-EXPERIMENTS = ("02_train", "03_augmentation_ablation", "04_weight_maps")
+EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error")
 
@@ -30,9 +30,8 @@ def load_results(results_dir: str | os.PathLike = "results") -> dict[str, dict[s
 
 def _published_rows(datasets: set[str]) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
-    for dataset, values in PAPER.items():
-        mapped = {("isbi_" + k if dataset == "isbi2012" else k): v for k, v in values.items()}
-        rows[f"paper (2015), {dataset}"] = mapped
+    for dataset in PAPER:
+        rows[f"paper (2015), {dataset}"] = paper_metrics(dataset)
     if "DIC-C2DH-HeLa" in datasets or not datasets:
         for name, values in KERAS_REPRODUCTION.items():
             rows[f"Keras reproduction, DIC-C2DH-HeLa, {name}"] = dict(values)
@@ -81,8 +80,11 @@ def load_benchmarks(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def benchmark_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The per-case rows of a benchmark JSON (its ``rows`` or ``results``)."""
+    """The per-case rows of a benchmark JSON (its ``rows`` or ``results``: a list of rows, or a
+    mapping from case name to row, which becomes the row's ``case``)."""
     rows = data.get("rows", data.get("results", []))
+    if isinstance(rows, Mapping):
+        return [{"case": name, **row} for name, row in rows.items() if isinstance(row, Mapping)]
     return [dict(r) for r in rows] if isinstance(rows, list) else []
 
 

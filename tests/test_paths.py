@@ -1,0 +1,109 @@
+"""unetlib.paths: where the data folder is found.
+
+Order: the argument, $UNETLIB_DATA, ./data, ../shared/data (relative to the project root).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import unetlib
+from unetlib import paths
+from unetlib.paths import data_root
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A fake project root (``tmp/work/main``) with no data folders yet, and no $UNETLIB_DATA."""
+    root = tmp_path / "work" / "main"
+    root.mkdir(parents=True)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", root)
+    monkeypatch.delenv("UNETLIB_DATA", raising=False)
+    return root
+
+
+def test_project_root_is_the_folder_holding_the_package():
+    assert (paths.PROJECT_ROOT / "unetlib" / "paths.py").is_file()
+    assert Path(unetlib.__file__).resolve().parent.parent == paths.PROJECT_ROOT
+
+
+@pytest.mark.parametrize("kind", [str, Path])
+def test_explicit_root_wins_over_everything(project, tmp_path, monkeypatch, kind):
+    (project / "data").mkdir()
+    monkeypatch.setenv("UNETLIB_DATA", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    got = data_root(kind(mine))
+    assert isinstance(got, Path)
+    assert got == mine
+
+
+def test_explicit_root_need_not_exist(project, tmp_path):
+    """No existence check: a missing folder is returned as is (``fetch`` creates it)."""
+    missing = tmp_path / "does" / "not" / "exist"
+    assert data_root(missing) == missing
+    assert not missing.exists()
+
+
+def test_explicit_root_expands_the_home_folder(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_root("~/cells") == tmp_path / "home" / "cells"
+
+
+def test_environment_variable_comes_second(project, tmp_path, monkeypatch):
+    (project / "data").mkdir()
+    monkeypatch.setenv("UNETLIB_DATA", str(tmp_path / "from_env"))
+    # taken even though it does not exist and ./data does
+    assert data_root() == tmp_path / "from_env"
+    assert data_root(None) == tmp_path / "from_env"
+
+
+def test_environment_variable_expands_the_home_folder(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("UNETLIB_DATA", "~/d")
+    assert data_root() == tmp_path / "home" / "d"
+
+
+def test_empty_environment_variable_is_ignored(project, monkeypatch):
+    (project / "data").mkdir()
+    monkeypatch.setenv("UNETLIB_DATA", "")
+    assert data_root() == project / "data"
+
+
+def test_project_data_before_shared_data(project):
+    (project / "data").mkdir()
+    (project.parent / "shared" / "data").mkdir(parents=True)
+    assert data_root() == project / "data"
+
+
+def test_shared_data_when_there_is_no_project_data(project):
+    (project.parent / "shared" / "data").mkdir(parents=True)
+    assert data_root() == project.parent / "shared" / "data"
+
+
+def test_a_file_named_data_is_not_a_data_folder(project):
+    (project / "data").write_text("not a folder")
+    (project.parent / "shared" / "data").mkdir(parents=True)
+    assert data_root() == project.parent / "shared" / "data"
+
+
+def test_first_candidate_when_nothing_exists(project):
+    got = data_root()
+    assert got == project / "data"
+    assert not got.exists()  # nothing is created
+
+
+def test_relative_to_the_project_root_not_the_working_directory(project, tmp_path, monkeypatch):
+    """Notebooks run from notebooks/ or book/ must find the same data as the project root."""
+    elsewhere = tmp_path / "elsewhere" / "notebooks"
+    (elsewhere / "data").mkdir(parents=True)
+    (elsewhere.parent / "shared" / "data").mkdir(parents=True)
+    (project.parent / "shared" / "data").mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    assert data_root() == project.parent / "shared" / "data"
+    (project / "data").mkdir()
+    assert data_root() == project / "data"
+    assert data_root().is_absolute()

@@ -1,0 +1,257 @@
+"""unetlib.plots: the Markdown metrics table, the error overlay, close-up windows and figures."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg", force=True)
+import matplotlib.pyplot as plt  # noqa: E402
+
+from unetlib.plots import (  # noqa: E402
+    KERAS_REPRODUCTION,
+    PAPER,
+    first_touching_window,
+    metrics_table,
+    overlay,
+    paper_metrics,
+    plot_history,
+    plot_predictions,
+)
+
+
+@pytest.fixture
+def close_figures():
+    yield
+    plt.close("all")
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics_table
+
+
+def test_metrics_table_layout():
+    table = metrics_table({"run a": {"iou": 0.5, "f1": 0.25}, "run b": {"f1": 1}}, ["iou", "f1"])
+    assert table == ("| | iou | f1 |\n"
+                     "|---|---|---|\n"
+                     "| run a | 0.5 | 0.25 |\n"
+                     "| run b | – | 1 |\n")
+
+
+def test_metrics_table_without_rows():
+    assert metrics_table({}, ["seg"]) == "| | seg |\n|---|---|\n"
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "–"),
+    (math.nan, "–"),
+    (float("nan"), "–"),
+    (0.000353, "0.000353"),
+    (0.77561234, "0.7756"),
+    (48.75, "48.75"),
+    (1234.5678, "1235"),
+    (9999.4, "9999"),
+    (123456.7, "123457"),
+    (-20000.4, "-20000"),
+    (1e-7, "1e-07"),
+    (12, "12"),
+    (0, "0"),
+    ("n/a", "n/a"),
+    (np.float64(0.123456), "0.1235"),
+])
+def test_metrics_table_cell_format(value, text):
+    table = metrics_table({"r": {"x": value}}, ["x"])
+    assert table.splitlines()[2] == f"| r | {text} |"
+
+
+def test_published_numbers():
+    assert PAPER["DIC-C2DH-HeLa"]["seg"] == 0.7756
+    assert PAPER["PhC-C2DH-U373"]["seg"] == 0.9203
+    assert PAPER["isbi2012"]["warping_error"] == 0.000353
+    assert set(KERAS_REPRODUCTION) == {"without augmentation", "with augmentation"}
+    assert all(set(v) == {"iou", "f1"} for v in KERAS_REPRODUCTION.values())
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    ("isbi2012", {"isbi_warping_error": 0.000353, "isbi_rand_error": 0.0382,
+                  "isbi_pixel_error": 0.0611}),
+    ("DIC-C2DH-HeLa", {"seg": 0.7756}),
+    ("PhC-C2DH-U373", {"seg": 0.9203}),
+    ("synthetic", {}),
+    ("livecell", {}),
+])
+def test_paper_metrics_use_our_metric_names(dataset, expected):
+    got = paper_metrics(dataset)
+    assert got == expected
+    got["extra"] = 1.0  # a fresh dict every time
+    assert "extra" not in paper_metrics(dataset) and "extra" not in PAPER.get(dataset, {})
+
+
+# ----------------------------------------------------------------------------------------------
+# overlay
+
+
+def test_overlay_shape_and_colours():
+    image = np.full((4, 5), 0.5, np.float32)
+    image[0, 0] = 3.0  # clipped to 1
+    image[0, 1] = -1.0  # clipped to 0
+    pred = np.zeros((4, 5), bool)
+    truth = np.zeros((4, 5), bool)
+    pred[1, 0] = truth[1, 0] = True  # true positive
+    pred[2, 0] = True  # false positive
+    truth[3, 0] = True  # false negative
+    rgb = overlay(image, pred, truth)
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.float32
+    np.testing.assert_allclose(rgb[0, 0], [0.6] * 3, atol=1e-6)
+    np.testing.assert_allclose(rgb[0, 1], [0.0] * 3, atol=1e-6)
+    np.testing.assert_allclose(rgb[3, 4], [0.3] * 3, atol=1e-6)  # true negative: gray
+    np.testing.assert_allclose(rgb[1, 0], [0.2, 0.55, 0.2], atol=1e-6)  # green
+    np.testing.assert_allclose(rgb[2, 0], [0.72, 0.16, 0.72], atol=1e-6)  # magenta
+    np.testing.assert_allclose(rgb[3, 0], [0.79, 0.685, 0.09], atol=1e-6)  # yellow
+    assert 0.0 <= rgb.min() and rgb.max() <= 1.0
+
+
+def test_overlay_does_not_modify_its_inputs():
+    rng = np.random.default_rng(0)
+    image = rng.random((6, 6))
+    pred, truth = rng.random((6, 6)) > 0.5, rng.random((6, 6)) > 0.5
+    copies = image.copy(), pred.copy(), truth.copy()
+    rgb = overlay(image, pred, truth)
+    for a, b in zip((image, pred, truth), copies, strict=True):
+        np.testing.assert_array_equal(a, b)
+    tn = ~pred & ~truth
+    np.testing.assert_allclose(rgb[tn], np.stack([image[tn]] * 3, -1) * 0.6, rtol=1e-6)
+    tp = pred & truth
+    assert np.all(rgb[tp][:, 1] > rgb[tp][:, 0])  # green dominates true positives
+
+
+# ----------------------------------------------------------------------------------------------
+# first_touching_window
+
+
+def _window_touches(labels, window) -> bool:
+    lab = labels[window]
+    right = (lab[:, :-1] > 0) & (lab[:, 1:] > 0) & (lab[:, :-1] != lab[:, 1:])
+    down = (lab[:-1] > 0) & (lab[1:] > 0) & (lab[:-1] != lab[1:])
+    return bool(right.any() or down.any())
+
+
+@pytest.mark.parametrize("orientation", ["side by side", "one above the other"])
+def test_window_shows_where_two_cells_touch(orientation):
+    labels = np.zeros((64, 80), np.int32)
+    labels[5:15, 5:12] = 3  # far away and not touching anything
+    if orientation == "side by side":
+        labels[40:50, 30:45] = 1
+        labels[40:50, 45:60] = 2
+    else:
+        labels[20:35, 50:60] = 1
+        labels[35:50, 50:60] = 2
+    ys, xs = first_touching_window(labels, size=16)
+    assert (ys.stop - ys.start, xs.stop - xs.start) == (16, 16)
+    assert 0 <= ys.start and ys.stop <= 64 and 0 <= xs.start and xs.stop <= 80
+    assert _window_touches(labels, (ys, xs))
+    assert {1, 2} <= set(np.unique(labels[ys, xs]))
+
+
+def test_window_is_centred_when_no_cells_touch():
+    labels = np.zeros((64, 80), np.int32)
+    labels[10:20, 10:20] = 1
+    labels[10:20, 21:30] = 2  # one background column between them
+    labels[40:50, 40:50] = 3  # touches only the background
+    assert first_touching_window(labels, size=16) == (slice(24, 40), slice(32, 48))
+    assert first_touching_window(np.zeros((10, 10), int), size=4) == (slice(3, 7), slice(3, 7))
+
+
+def test_window_is_clipped_to_the_image():
+    labels = np.zeros((50, 50), np.int32)
+    labels[0:3, 44:47] = 1
+    labels[0:3, 47:50] = 2  # touching in the top right corner
+    ys, xs = first_touching_window(labels, size=20)
+    assert (ys, xs) == (slice(0, 20), slice(30, 50))
+    assert _window_touches(labels, (ys, xs))
+
+
+def test_window_larger_than_the_image_starts_at_zero():
+    labels = np.zeros((10, 12), np.int32)
+    labels[2:5, 2:6] = 1
+    labels[2:5, 6:9] = 2
+    assert first_touching_window(labels, size=96) == (slice(0, 96), slice(0, 96))
+
+
+def test_window_centres_the_touching_pixel_nearest_the_median():
+    labels = np.zeros((200, 200), np.int32)
+    for k, x in enumerate((20, 100, 180)):  # three touching pairs along a row
+        labels[95:105, x - 5:x] = 2 * k + 1
+        labels[95:105, x:x + 5] = 2 * k + 2
+    ys, xs = first_touching_window(labels, size=10)
+    assert xs.start <= 99 < xs.stop and ys.start <= 100 < ys.stop  # the middle pair
+    assert _window_touches(labels, (ys, xs))
+
+
+# ----------------------------------------------------------------------------------------------
+# figures
+
+
+def _history(n=3, val=True):
+    rows = []
+    for i in range(1, n + 1):
+        row = {"step": 10 * i, "train_loss": 1.0 / i, "train_f1": 0.5 + 0.1 * i}
+        if val:
+            row.update(val_loss=1.2 / i, val_f1=0.4 + 0.1 * i)
+        rows.append(row)
+    return rows
+
+
+def test_plot_history(close_figures):
+    runs = {"with augmentation": {"history": _history(), "best_step": 20},
+            "without": {"history": _history(2, val=False)}}
+    fig = plot_history(runs)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    axes = fig.axes
+    assert len(axes) == 4  # 2 keys x 2 runs
+    titles = [ax.get_title() for ax in axes]
+    assert titles == ["with augmentation: loss", "without: loss",
+                      "with augmentation: f1", "without: f1"]
+    assert len(axes[0].lines) == 3  # training, validation, best step
+    np.testing.assert_allclose(axes[0].lines[0].get_ydata(), [1.0, 0.5, 1 / 3])
+    np.testing.assert_allclose(axes[2].lines[1].get_ydata(), [0.5, 0.6, 0.7])
+    assert len(axes[1].lines) == 1  # training only, no best step
+    assert axes[0].get_legend() is not None
+
+
+def test_plot_history_of_one_run_and_key(close_figures):
+    fig = plot_history({"r": {"history": _history(1), "best_step": 10}}, keys=("iou",))
+    assert len(fig.axes) == 1
+    assert len(fig.axes[0].lines) == 1  # no train_iou or val_iou: only the best-step line
+
+
+def test_plot_predictions(close_figures):
+    rng = np.random.default_rng(1)
+    images = [rng.random((16, 16)).astype(np.float32) for _ in range(2)]
+    labels = [np.zeros((16, 16), np.int32) for _ in range(2)]
+    for lab in labels:
+        lab[3:8, 3:8] = 1
+        lab[9:14, 4:12] = 2
+    probs = {"aug": [rng.random((16, 16)) for _ in range(2)],
+             "no aug": [rng.random((16, 16)) for _ in range(2)]}
+    fig = plot_predictions(images, labels, probs, threshold=0.3, titles=["a", "b"])
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert len(fig.axes) == 2 * (2 + 2 * 2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:6] == ["a", "ground truth cells", "aug: P(cell)", "aug: errors",
+                          "no aug: P(cell)", "no aug: errors"]
+    assert titles[6] == "b"
+    assert not any(ax.axison for ax in fig.axes)
+    shown = fig.axes[3].get_images()[0].get_array()
+    np.testing.assert_allclose(shown, overlay(images[0], probs["aug"][0] > 0.3, labels[0] > 0))
+
+
+def test_plot_predictions_default_titles_and_length_check(close_figures):
+    img, lab = np.zeros((8, 8)), np.zeros((8, 8), int)
+    fig = plot_predictions([img], [lab], {"m": [np.full((8, 8), 0.9)]})
+    assert fig.axes[0].get_title() == "image"
+    with pytest.raises(ValueError):
+        plot_predictions([img, img], [lab], {"m": [img, img]})

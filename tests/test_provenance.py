@@ -1,0 +1,165 @@
+"""unetlib.provenance: hardware description, the command line, and atomic JSON result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unetlib import provenance
+from unetlib.provenance import command_line, cpu_name, hardware, write_json_atomic
+
+# ----------------------------------------------------------------------------------------------
+# write_json_atomic
+
+
+def test_writes_valid_json_and_returns_the_path(tmp_path):
+    data = {"a": 1, "b": [1.5, None, "x"], "c": {"d": True}}
+    got = write_json_atomic(str(tmp_path / "r.json"), data)
+    assert isinstance(got, Path) and got == tmp_path / "r.json"
+    text = got.read_text()
+    assert json.loads(text) == data
+    assert text.endswith("}\n")
+    assert '\n  "a": 1' in text  # indented, keys in the given order
+    assert text.index('"a"') < text.index('"b"') < text.index('"c"')
+
+
+def test_leaves_no_temporary_file_behind(tmp_path):
+    write_json_atomic(tmp_path / "r.json", {"x": 1})
+    write_json_atomic(tmp_path / "r.json", {"x": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": 2}
+
+
+@pytest.mark.parametrize("bad", [
+    object(),                          # fails before anything is written
+    {"first": list(range(2000)), "then": object()},  # fails half-way through the dump
+    {"s": {1, 2}},
+])
+def test_failed_serialisation_keeps_the_old_file(tmp_path, bad):
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"old": True})
+    before = path.read_text()
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        write_json_atomic(path, bad)
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_failed_serialisation_creates_no_file(tmp_path):
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "new.json", {"x": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_creates_missing_parent_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "c" / "r.json"
+    write_json_atomic(path, [1, 2])
+    assert json.loads(path.read_text()) == [1, 2]
+
+
+@pytest.mark.parametrize("value, expected", [
+    (np.float32(1.5), 1.5),
+    (np.int64(7), 7),
+    (np.bool_(True), True),
+    (np.array(2.5), 2.5),
+    (torch.tensor(3), 3),
+    (Path("runs") / "x", str(Path("runs") / "x")),
+])
+def test_numpy_torch_and_paths_are_converted(tmp_path, value, expected):
+    write_json_atomic(tmp_path / "r.json", {"v": value})
+    got = json.loads((tmp_path / "r.json").read_text())["v"]
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize("value", [np.arange(3), torch.arange(3)], ids=["numpy", "torch"])
+def test_arrays_are_written_as_lists(tmp_path, value):
+    write_json_atomic(tmp_path / "r.json", {"v": value})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"v": [0, 1, 2]}
+
+
+def test_file_permissions_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_json_atomic(tmp_path / "r.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+# ----------------------------------------------------------------------------------------------
+# hardware, cpu_name, command_line
+
+
+def test_hardware_keys_and_values():
+    info = hardware()
+    for key in ("platform", "machine", "cpu", "cpu_count", "python", "torch", "torch_threads"):
+        assert key in info, key
+    assert info["cpu_count"] == os.cpu_count()
+    assert info["torch"] == torch.__version__
+    assert info["torch_threads"] == torch.get_num_threads() >= 1
+    assert info["python"].count(".") == 2
+    assert "device" not in info
+    json.dumps(info)  # serialisable as is
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu")])
+def test_hardware_records_the_device_as_text(device):
+    assert hardware(device)["device"] == "cpu"
+
+
+def test_hardware_names_the_gpu_when_there_is_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU 80GB")
+    info = hardware("cuda")
+    assert info["gpu"] == "Fake GPU 80GB"
+    assert "cuda" in info and info["device"] == "cuda"
+
+
+def test_hardware_has_no_gpu_key_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    info = hardware()
+    assert "gpu" not in info and "cuda" not in info
+
+
+def test_cpu_name_is_text():
+    name = cpu_name()
+    assert isinstance(name, str) and name and name == name.strip()
+
+
+def test_cpu_name_falls_back_without_proc_cpuinfo(monkeypatch):
+    class Unreadable:
+        def __init__(self, *args):
+            pass
+
+        def read_text(self):
+            raise OSError("no /proc here")
+
+    monkeypatch.setattr(provenance, "Path", Unreadable)
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "")
+    assert cpu_name() == "unknown"
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "arm64")
+    assert cpu_name() == "arm64"
+
+
+def test_command_line_of_a_script_is_relative_and_quoted(tmp_path, monkeypatch):
+    script = tmp_path / "bench" / "run me.py"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script), "--out", "a b.json", "--n", "3"])
+    cmd = command_line()
+    assert cmd == "python 'bench/run me.py' --out 'a b.json' --n 3"
+    assert shlex.split(cmd) == ["python", os.path.join("bench", "run me.py"), "--out",
+                                "a b.json", "--n", "3"]
+
+
+def test_command_line_keeps_other_first_arguments(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["-c", "x=1"])
+    assert command_line() == "python -c x=1"
+    monkeypatch.setattr(sys, "argv", [])
+    assert command_line() == "python"

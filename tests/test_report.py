@@ -1,0 +1,263 @@
+"""unetlib.report: the results table beside the paper, its provenance, and the benchmark tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unetlib.plots import KERAS_REPRODUCTION, PAPER
+from unetlib.report import (
+    COLUMNS,
+    EXPERIMENTS,
+    benchmark_rows,
+    benchmark_table,
+    comparison_rows,
+    load_benchmarks,
+    load_results,
+    provenance_table,
+)
+
+
+def _experiment(dataset="DIC-C2DH-HeLa", profile="quick", **metrics):
+    return {
+        "dataset": dataset,
+        "profile": profile,
+        "metrics": metrics or {"train": {"iou": 0.81234, "f1": 0.9, "seg": 0.7}},
+        "runs": {name: {"steps_done": 100 * (i + 1)} for i, name in enumerate(metrics or ["t"])},
+        "hardware": {"cpu": "AMD EPYC", "cpu_count": 2},
+        "wall_seconds": 241.6,
+        "command": "python -m unetlib.book run --profile quick --only 02_train",
+    }
+
+
+def _header(table: str) -> list[str]:
+    return [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+
+
+def _row(table: str, name: str) -> list[str]:
+    lines = [line for line in table.splitlines() if line.startswith(f"| {name} |")]
+    assert len(lines) == 1, f"{name!r} not exactly once in\n{table}"
+    return [c.strip() for c in lines[0].strip("|").split("|")]
+
+
+# ----------------------------------------------------------------------------------------------
+# load_results, load_benchmarks
+
+
+def test_load_results_reads_the_experiments_only(tmp_path):
+    for name in EXPERIMENTS[:2]:
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name}))
+    (tmp_path / "pipeline_quick.json").write_text("{}")  # not an experiment
+    (tmp_path / "other.json").write_text("not even JSON")  # never read
+    got = load_results(tmp_path)
+    assert got == {name: {"name": name} for name in EXPERIMENTS[:2]}
+    assert list(got) == list(EXPERIMENTS[:2])
+
+
+def test_load_results_of_a_missing_folder_is_empty(tmp_path):
+    assert load_results(tmp_path / "nowhere") == {}
+    assert load_results(str(tmp_path)) == {}
+
+
+@pytest.mark.parametrize("text", ["{", "", "{'single': 'quotes'}", "[1, 2,]"])
+def test_load_results_names_the_invalid_file(tmp_path, text):
+    (tmp_path / "02_train.json").write_text("{}")
+    (tmp_path / "04_weight_maps.json").write_text(text)
+    with pytest.raises(ValueError, match=r"04_weight_maps\.json: not valid JSON"):
+        load_results(tmp_path)
+
+
+def test_load_benchmarks_reads_every_json_by_stem_in_order(tmp_path):
+    for name in ("bench_b", "bench_a", "bench_c"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"n": name}))
+    (tmp_path / "notes.txt").write_text("{")
+    got = load_benchmarks(tmp_path)
+    assert list(got) == ["bench_a", "bench_b", "bench_c"]
+    assert got["bench_b"] == {"n": "bench_b"}
+    assert load_benchmarks(tmp_path / "missing") == {}
+
+
+def test_load_benchmarks_names_the_invalid_file(tmp_path):
+    (tmp_path / "good.json").write_text("{}")
+    (tmp_path / "broken.json").write_text('{"a": ')
+    with pytest.raises(ValueError, match=r"broken\.json: not valid JSON"):
+        load_benchmarks(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# comparison_rows, provenance_table
+
+
+def test_comparison_has_our_runs_then_the_published_rows():
+    results = {"02_train": _experiment(train={"iou": 0.81234, "f1": 0.9, "seg": 0.7})}
+    table = comparison_rows(results)
+    lines = table.splitlines()
+    ours = "ours: 02_train / train (DIC-C2DH-HeLa, quick)"
+    assert lines[2].startswith(f"| {ours} |")
+    header = _header(table)
+    row = dict(zip(header, _row(table, ours), strict=True))
+    assert (row["iou"], row["f1"], row["seg"]) == ("0.8123", "0.9", "0.7")
+    for dataset in PAPER:
+        assert f"| paper (2015), {dataset} |" in table
+    for name in KERAS_REPRODUCTION:
+        assert f"| Keras reproduction, DIC-C2DH-HeLa, {name} |" in table
+    hela = dict(zip(header, _row(table, "paper (2015), DIC-C2DH-HeLa"), strict=True))
+    assert hela["seg"] == "0.7756" and hela["iou"] == "–"
+    keras = dict(zip(header, _row(table, "Keras reproduction, DIC-C2DH-HeLa, with augmentation"),
+                     strict=True))
+    assert (keras["iou"], keras["f1"]) == ("0.77", "0.891")
+
+
+def test_isbi_numbers_go_to_the_isbi_columns():
+    table = comparison_rows({})
+    header = _header(table)
+    row = dict(zip(header, _row(table, "paper (2015), isbi2012"), strict=True))
+    assert row["isbi_warping_error"] == "0.000353"
+    assert row["isbi_rand_error"] == "0.0382"
+    assert row["isbi_pixel_error"] == "0.0611"
+    assert "pixel_error" not in header and "warping_error" not in header
+
+
+def test_columns_without_values_are_dropped():
+    table = comparison_rows({})
+    assert _header(table) == ["", "seg", "iou", "f1", "isbi_rand_error", "isbi_warping_error",
+                              "isbi_pixel_error"]
+    with_ours = comparison_rows({"02_train": _experiment(a={"merges": 3, "pixel_error": 0.05})})
+    header = _header(with_ours)
+    assert "merges" in header and "pixel_error" in header and "splits" not in header
+    assert header[1:] == [c for c in COLUMNS if c in header]  # in COLUMNS order
+    row = dict(zip(header, _row(with_ours, "ours: 02_train / a (DIC-C2DH-HeLa, quick)"),
+                   strict=True))
+    assert row["merges"] == "3" and row["seg"] == "–"
+
+
+def test_keras_rows_only_beside_dic_hela():
+    table = comparison_rows({"02_train": _experiment(dataset="PhC-C2DH-U373")})
+    assert "Keras reproduction" not in table
+    assert "| paper (2015), PhC-C2DH-U373 |" in table
+    assert "iou" in _header(table)  # our run has one
+    assert "Keras reproduction" in comparison_rows({})
+
+
+def test_comparison_has_one_row_per_run_and_experiment():
+    results = {"02_train": _experiment(a={"iou": 0.1}, b={"iou": 0.2}),
+               "03_augmentation_ablation": _experiment(profile="smoke", dataset="synthetic",
+                                                       none={"iou": 0.3})}
+    table = comparison_rows(results)
+    for label in ("ours: 02_train / a (DIC-C2DH-HeLa, quick)",
+                  "ours: 02_train / b (DIC-C2DH-HeLa, quick)",
+                  "ours: 03_augmentation_ablation / none (synthetic, smoke)"):
+        _row(table, label)
+    n_published = len(PAPER) + len(KERAS_REPRODUCTION)
+    assert len(table.splitlines()) == 2 + 3 + n_published
+
+
+def test_provenance_table():
+    exp = _experiment(a={"iou": 0.1}, b={"iou": 0.2})
+    exp["hardware"]["gpu"] = "NVIDIA H100"
+    table = provenance_table({"02_train": exp, "04_weight_maps": _experiment()})
+    lines = table.splitlines()
+    assert lines[0] == "| experiment | profile | hardware | wall time | steps | command |"
+    assert len(lines) == 4 and table.endswith("\n")
+    assert lines[2] == ("| 02_train | quick | AMD EPYC, 2 cores, NVIDIA H100 | 242 s | 100, 200 | "
+                        "`python -m unetlib.book run --profile quick --only 02_train` |")
+    assert "| 04_weight_maps | quick | AMD EPYC, 2 cores | 242 s | 100 |" in lines[3]
+
+
+def test_provenance_table_without_details():
+    table = provenance_table({"02_train": {"profile": "smoke"}})
+    assert table.splitlines()[2] == "| 02_train | smoke | ?, ? cores | 0 s |  | `?` |"
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmark_rows, benchmark_table
+
+BENCH = {
+    "command": "python benchmarks/bench_elastic.py --threads 2",
+    "hardware": {"cpu": "AMD EPYC", "device": "cpu", "torch": "2.4.0", "torch_threads": 2,
+                 "cpu_count": 2, "processor": "x86_64"},
+    "results": [
+        {"method": "ours", "median_s": 0.1128, "images_per_s": 70.88, "times_s": [0.1, 0.12],
+         "note": None},
+        {"method": "elasticdeform", "median_s": 0.5, "images_per_s": 16, "times_s": [0.5],
+         "note": "1 thread"},
+    ],
+    "speedups": {"ours / elasticdeform (1 thread)": 4.81408, "ours / compiled": 1.7},
+}
+
+
+@pytest.mark.parametrize("key", ["rows", "results"])
+def test_benchmark_rows_from_rows_or_results(key):
+    data = {key: [{"a": 1}, {"a": 2}]}
+    rows = benchmark_rows(data)
+    assert rows == [{"a": 1}, {"a": 2}]
+    rows[0]["a"] = 99
+    assert data[key][0]["a"] == 1  # copies
+
+
+def test_benchmark_rows_prefers_rows_and_tolerates_other_shapes():
+    assert benchmark_rows({"rows": [{"a": 1}], "results": [{"b": 2}]}) == [{"a": 1}]
+    assert benchmark_rows({}) == []
+    assert benchmark_rows({"results": "oops"}) == []
+
+
+def test_benchmark_table_head_and_scalar_columns():
+    table = benchmark_table(BENCH)
+    head, _, body = table.partition("\n\n")
+    assert head == ("Measured on AMD EPYC, cpu, 2.4.0, 2 threads, 2 cores; "
+                    "command: `python benchmarks/bench_elastic.py --threads 2`")
+    assert _header(body) == ["#", "method", "median_s", "images_per_s", "note"]  # no times_s
+    assert _row(body, "0") == ["0", "ours", "0.1128", "70.88", "–"]
+    assert _row(body, "1") == ["1", "elasticdeform", "0.5", "16", "1 thread"]
+
+
+def test_benchmark_table_speedups_line():
+    table = benchmark_table(BENCH)
+    speed = [line for line in table.splitlines() if line.startswith("Speed-ups")]
+    assert speed == ["Speed-ups (ratio of images per second): ours / elasticdeform (1 thread): "
+                     "4.81x; ours / compiled: 1.70x."]
+    assert table.endswith("1.70x.\n")
+
+
+@pytest.mark.parametrize("speedups", [None, {}, "absent"])
+def test_benchmark_table_without_speedups(speedups):
+    data = dict(BENCH)
+    if speedups == "absent":
+        del data["speedups"]
+    else:
+        data["speedups"] = speedups
+    table = benchmark_table(data)
+    assert "Speed-ups" not in table
+    assert table.endswith("| 1 thread |\n")
+
+
+def test_benchmark_table_columns_select_and_order():
+    table = benchmark_table(BENCH, ["images_per_s", "method", "missing"])
+    body = table.partition("\n\n")[2]
+    assert _header(body) == ["#", "images_per_s", "method", "missing"]
+    assert _row(body, "0") == ["0", "70.88", "ours", "–"]
+    assert "median_s" not in table
+
+
+def test_benchmark_table_hardware_fallbacks():
+    table = benchmark_table({"rows": [{"a": 1}], "hardware": {"processor": "x86_64",
+                                                               "threads": 4}})
+    assert table.startswith("Measured on x86_64, 4 threads, ? cores; command: `?`\n\n")
+    bare = benchmark_table({"rows": [{"a": 1}]})
+    assert bare.startswith("Measured on ?, ? cores; command: `?`\n\n")
+    assert "| # | a |" in bare
+
+
+def test_benchmark_table_without_rows():
+    assert benchmark_table({"hardware": {"cpu": "x"}}) == "_no rows_\n"
+    assert benchmark_table({"rows": []}) == "_no rows_\n"
+
+
+def test_benchmark_table_of_results_keyed_by_case():
+    data = {"hardware": {"cpu": "AMD EPYC", "cpu_count": 2}, "command": "python bench_widgets.py",
+            "results": {"augmentation/sigma": {"n": 20, "median_ms": 41.2, "p90_ms": 43.7},
+                        "weight_map/w0": {"n": 20, "median_ms": 18.0, "p90_ms": 18.4}}}
+    assert len(benchmark_rows(data)) == 2
+    table = benchmark_table(data)
+    assert "augmentation/sigma" in table and "41.2" in table and "median_ms" in table
