@@ -31,10 +31,24 @@ def tiny(tmp_path, **kw) -> T.TrainConfig:
 @pytest.mark.parametrize("field, value", [("padding", "full"), ("loss", "mse"),
                                           ("optimizer", "lbfgs"), ("up_mode", "nearest"),
                                           ("steps", 0), ("batch_size", 0), ("val_fraction", 1.0),
-                                          ("augment", "elastic,warp")])
+                                          ("augment", "elastic,warp"),
+                                          ("lr_schedule", "cosine")])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         T.TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("steps", [1, 10, 800])
+def test_learning_rate_schedules(steps):
+    const = T.TrainConfig(lr=0.1, steps=steps)
+    poly = T.TrainConfig(lr=0.1, steps=steps, lr_schedule="poly")
+    assert all(T.learning_rate(const, s) == 0.1 for s in range(steps))
+    rates = [T.learning_rate(poly, s) for s in range(steps)]
+    assert rates[0] == 0.1
+    # decays, never reaching 0 within the run
+    assert all(a > b > 0 for a, b in zip(rates[:-1], rates[1:], strict=True))
+    assert rates[-1] == pytest.approx(0.1 * (1 / steps) ** 0.9)
+    assert T.learning_rate(poly, steps) == 0.0
 
 
 @pytest.mark.parametrize("spec, parts", [("all", T.AUGMENT_PARTS), ("none", ()), ("", ()),
@@ -115,9 +129,10 @@ def test_same_seed_same_device_same_metrics(tiny_run, tmp_path):
 
 
 def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
-    cfg = tiny(tmp_path, steps=6, eval_every=2, augment="all", reuse=False)
+    # the poly schedule too: its rate is a function of the restored step
+    cfg = tiny(tmp_path, steps=6, eval_every=2, augment="all", reuse=False, lr_schedule="poly")
     straight = T.train(tiny(tmp_path / "straight", steps=6, eval_every=2, augment="all",
-                            reuse=False))
+                            reuse=False, lr_schedule="poly"))
     calls = {"n": 0}
     original = T.validation_scores
 

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.paths import PROJECT_ROOT
 from unetlib.profiles import NOTEBOOKS, PROFILES, parameters, source_notebook
 from unetlib.provenance import hardware, write_json_atomic
@@ -290,15 +291,19 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--output", type=Path, default=PROJECT_ROOT)
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
-            manifest = run(args.profile, args.only, dict(args.parameter),
-                           output_dir=args.output_dir)
-            print(f"all notebooks ran in {manifest['wall_seconds']:.0f} s")
-        else:
-            print(f"built {build(output=args.output)}")
+        with sigterm_as_interrupt():
+            if args.command == "run":
+                manifest = run(args.profile, args.only, dict(args.parameter),
+                               output_dir=args.output_dir)
+                print(f"all notebooks ran in {manifest['wall_seconds']:.0f} s")
+            else:
+                print(f"built {build(output=args.output)}")
     except (PipelineError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; no partly executed notebook was left in the book", file=sys.stderr)
+        return 130
     return 0
 
 

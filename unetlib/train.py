@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.provenance import command_line, hardware, write_json_atomic
 
 AUGMENT_PARTS = ("shift", "rotation", "elastic", "gray", "flip")
@@ -76,6 +77,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.99
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # "constant" (paper) or "poly": lr (1 - step/steps)^0.9 (nnU-Net)
     steps: int = 1000
     batch_size: int = 1
     eval_every: int = 100
@@ -100,6 +102,7 @@ class TrainConfig:
             "padding": ("valid", "same"),
             "loss": ("weighted_ce", "bce_dice"),
             "optimizer": ("sgd", "nesterov", "adam"),
+            "lr_schedule": ("constant", "poly"),
             "up_mode": ("transpose", "bilinear"),
         }
         for name, allowed in choices.items():
@@ -277,6 +280,14 @@ def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                            nesterov=config.optimizer == "nesterov",
                            weight_decay=config.weight_decay)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of step ``step`` (0-based): constant (the paper does not say it
+    decayed), or nnU-Net's polynomial decay ``lr (1 - step / steps)^0.9``."""
+    if config.lr_schedule == "poly":
+        return config.lr * (1.0 - min(step, config.steps) / config.steps) ** 0.9
+    return config.lr
 
 
 def compute_loss(config: TrainConfig, logits: torch.Tensor, target: torch.Tensor,
@@ -505,6 +516,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
         optimizer.step()
         step += 1
         logged = loss.detach()
@@ -685,10 +698,14 @@ def _none_or(kind):
 def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(argv))
     try:
-        result = train(TrainConfig(**args))
+        with sigterm_as_interrupt():
+            result = train(TrainConfig(**args))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (rerun to resume)", file=sys.stderr)
+        return 130
     if "metrics" in result:
         print(json.dumps({"run": result["run"], "metrics": result["metrics"],
                           "wall_seconds": result["wall_seconds"]}, indent=2))

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
-
-def _terminate(signum, frame):  # turn SIGTERM into an exception so temp files are removed
-    raise KeyboardInterrupt(f"signal {signum}")
+from unetlib.interrupt import sigterm_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,14 +39,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
         return 0
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return main_fetch(args.name, args.root, args.base_url, args.force, not args.no_verify)
+        with sigterm_as_interrupt():
+            return main_fetch(args.name, args.root, args.base_url, args.force, not args.no_verify)
     except KeyboardInterrupt:
         print("interrupted; partial files removed", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
