@@ -241,8 +241,8 @@ def test_plot_predictions(close_figures):
     assert isinstance(fig, matplotlib.figure.Figure)
     assert len(fig.axes) == 2 * (2 + 2 * 2)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[:6] == ["a", "ground truth cells", "aug: P(cell)", "aug: errors",
-                          "no aug: P(cell)", "no aug: errors"]
+    assert titles[:6] == ["a", "ground truth cells", "aug: P(cell)", "aug: errors at 0.30",
+                          "no aug: P(cell)", "no aug: errors at 0.30"]
     assert titles[6] == "b"
     assert not any(ax.axison for ax in fig.axes)
     shown = fig.axes[3].get_images()[0].get_array()
@@ -255,3 +255,17 @@ def test_plot_predictions_default_titles_and_length_check(close_figures):
     assert fig.axes[0].get_title() == "image"
     with pytest.raises(ValueError):
         plot_predictions([img, img], [lab], {"m": [img, img]})
+
+
+def test_plot_predictions_with_a_threshold_per_model(close_figures):
+    rng = np.random.default_rng(2)
+    images = [rng.random((16, 16)).astype(np.float32)]
+    labels = [np.zeros((16, 16), np.int32)]
+    labels[0][3:8, 3:8] = 1
+    p = rng.random((16, 16))
+    fig = plot_predictions(images, labels, {"x": [p], "y": [p]}, threshold={"x": 0.2, "y": 0.8})
+    assert [fig.axes[3].get_title(), fig.axes[5].get_title()] == ["x: errors at 0.20",
+                                                                  "y: errors at 0.80"]
+    for ax, t in ((fig.axes[3], 0.2), (fig.axes[5], 0.8)):
+        np.testing.assert_allclose(ax.get_images()[0].get_array(),
+                                   overlay(images[0], p > t, labels[0] > 0))

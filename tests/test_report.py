@@ -261,3 +261,17 @@ def test_benchmark_table_of_results_keyed_by_case():
     assert len(benchmark_rows(data)) == 2
     table = benchmark_table(data)
     assert "augmentation/sigma" in table and "41.2" in table and "median_ms" in table
+
+
+def test_threshold_column_shows_each_runs_threshold():
+    data = _experiment(a={"iou": 0.7}, b={"iou": 0.6})
+    data["thresholds"] = {"a": {"value": 0.3, "chosen_on": "validation"},
+                          "b": {"value": 0.5, "chosen_on": "fixed"}}
+    table = comparison_rows({"02_train": data})
+    header = _header(table)
+    assert header[-1] == "threshold"
+    a = dict(zip(header, _row(table, "ours: 02_train / a (DIC-C2DH-HeLa, quick)"), strict=True))
+    b = dict(zip(header, _row(table, "ours: 02_train / b (DIC-C2DH-HeLa, quick)"), strict=True))
+    paper = dict(zip(header, _row(table, "paper (2015), DIC-C2DH-HeLa"), strict=True))
+    assert (a["threshold"], b["threshold"], paper["threshold"]) == ("0.3", "0.5", "–")
+    assert "threshold" not in _header(comparison_rows({"02_train": _experiment()}))

@@ -32,7 +32,8 @@ def tiny(tmp_path, **kw) -> T.TrainConfig:
                                           ("optimizer", "lbfgs"), ("up_mode", "nearest"),
                                           ("steps", 0), ("batch_size", 0), ("val_fraction", 1.0),
                                           ("augment", "elastic,warp"),
-                                          ("lr_schedule", "cosine")])
+                                          ("lr_schedule", "cosine"), ("threshold", 1.0),
+                                          ("threshold", 0.0)])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         T.TrainConfig(**{field: value})
@@ -99,6 +100,63 @@ def test_tiny_run_trains_and_records_everything(tiny_run):
     assert r["hardware"]["cpu_count"] >= 1 and r["wall_seconds"] > 0
     saved = json.loads((tmp / "runs" / r["run"] / "result.json").read_text())
     assert saved["metrics"] == pytest.approx(m)
+
+
+def test_fixed_threshold_is_recorded(tiny_run):
+    _, r = tiny_run
+    assert r["threshold"] == {"value": 0.5, "chosen_on": "fixed"}
+
+
+def test_choose_threshold_finds_the_calibration_offset():
+    # cells of probability 0.3, background 0.1: only thresholds in [0.1, 0.3) find the cells
+    lab = np.zeros((32, 32), np.int32)
+    lab[4:12, 4:12], lab[16:28, 10:30] = 1, 2
+    prob = np.where(lab > 0, 0.3, 0.1)
+    t, scan = T.choose_threshold([prob, prob], [lab, lab])
+    assert t == 0.25  # ties (0.10 excluded: p > t) go to the threshold nearest 0.5
+    assert scan["0.25"] == pytest.approx(1.0) and scan["0.50"] == 0.0
+    assert list(scan) == [f"{g:.2f}" for g in T.THRESHOLD_GRID]
+
+
+def test_describe_threshold():
+    config = {"threshold": 0.5}
+    assert T.describe_threshold({"config": config}) == "Threshold 0.50 (fixed)."
+    assert T.result_threshold({"config": config}) == 0.5
+    tuned = {"config": config, "threshold": {
+        "value": 0.3, "chosen_on": "validation", "val_iou": {"0.30": 0.81, "0.50": 0.7},
+        "test_at_fixed": {"iou": 0.655, "seg": 0.4}}}
+    assert T.result_threshold(tuned) == 0.3
+    text = T.describe_threshold(tuned)
+    assert text.startswith("Threshold 0.30, the best validation IoU (0.810) over 2 thresholds")
+    assert "at the fixed 0.50 the test IoU would be 0.655 and SEG 0.400" in text
+
+
+def test_choose_threshold_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="2 probability maps but 1 label"):
+        T.choose_threshold([np.zeros((4, 4))] * 2, [np.zeros((4, 4), int)])
+    with pytest.raises(ValueError, match="at least one"):
+        T.choose_threshold([], [])
+
+
+def test_tuned_threshold_comes_from_validation_and_keeps_the_fixed_scores(tmp_path, monkeypatch):
+    seen = []
+    real = T.choose_threshold
+
+    def spy(probs, labels, grid=T.THRESHOLD_GRID):
+        seen.append(len(probs))
+        return real(probs, labels, grid)
+
+    monkeypatch.setattr(T, "choose_threshold", spy)
+    r = T.train(tiny(tmp_path, tune_threshold=True))
+    n_val = len(r["frames"]["val"])
+    assert seen == [n_val] and n_val >= 1  # validation frames only, never the test frames
+    th = r["threshold"]
+    assert th["chosen_on"] == "validation" and th["value"] in T.THRESHOLD_GRID
+    assert max(th["val_iou"].values()) == th["val_iou"][f"{th['value']:.2f}"]
+    if th["value"] != 0.5:
+        assert set(th["test_at_fixed"]) >= {"iou", "seg"}
+    # the tuned run is a different run from the fixed-threshold one
+    assert r["run"] != tiny(tmp_path).run_name()
 
 
 def test_best_checkpoint_loads_with_weights_only(tiny_run):

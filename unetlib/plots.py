@@ -72,10 +72,12 @@ def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarra
 
 
 def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                     probs: Mapping[str, Sequence[np.ndarray]], threshold: float = 0.5,
+                     probs: Mapping[str, Sequence[np.ndarray]],
+                     threshold: float | Mapping[str, float] = 0.5,
                      titles: Sequence[str] | None = None):
     """Rows of test images: the image, the ground truth, and each model's probability map and
-    its errors (like the Keras reproduction's Figure 7, with the errors made visible)."""
+    its errors (like the Keras reproduction's Figure 7, with the errors made visible).
+    ``threshold``: one for all models, or one per model (keyed like ``probs``)."""
     import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
 
@@ -93,8 +95,9 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
             p = maps[r]
             axes[r, 2 + 2 * k].imshow(p, cmap="viridis", vmin=0, vmax=1)
             axes[r, 2 + 2 * k].set_title(f"{name}: P(cell)", fontsize=8)
-            axes[r, 3 + 2 * k].imshow(overlay(img, p > threshold, lab > 0))
-            axes[r, 3 + 2 * k].set_title(f"{name}: errors", fontsize=8)
+            t = threshold[name] if isinstance(threshold, Mapping) else threshold
+            axes[r, 3 + 2 * k].imshow(overlay(img, p > t, lab > 0))
+            axes[r, 3 + 2 * k].set_title(f"{name}: errors at {t:.2f}", fontsize=8)
     for ax in axes.flat:
         ax.set_axis_off()
     fig.tight_layout()

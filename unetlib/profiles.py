@@ -72,6 +72,9 @@ _QUICK_TRAIN = {
     "batch_size": 2,
     "tile": 256,
     "eval_every": 100,
+    # the weighted loss leaves this small network under-segmenting the test sequence at 0.5
+    # (seeds 0-2: validation-optimal thresholds 0.3-0.6); choose on validation, never on test
+    "tune_threshold": True,
 }
 
 _PAPER_TRAIN = {

@@ -12,7 +12,7 @@ from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metric
 
 EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
-           "isbi_warping_error", "isbi_pixel_error")
+           "isbi_warping_error", "isbi_pixel_error", "threshold")
 
 
 def load_results(results_dir: str | os.PathLike = "results") -> dict[str, dict[str, Any]]:
@@ -40,13 +40,18 @@ def _published_rows(datasets: set[str]) -> dict[str, dict[str, Any]]:
 
 def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> str:
     """One Markdown table: each of our runs (experiment / run, data set, profile), then the
-    published numbers. Columns without any value are dropped."""
+    published numbers. Columns without any value are dropped; ``threshold`` is the one each of
+    our runs scored at (the paper's argmax is 0.5)."""
     rows: dict[str, dict[str, Any]] = {}
     datasets = set()
     for experiment, data in results.items():
         datasets.add(data["dataset"])
+        thresholds = data.get("thresholds") or {}
         for run, metrics in data["metrics"].items():
-            rows[f"ours: {experiment} / {run} ({data['dataset']}, {data['profile']})"] = metrics
+            row = dict(metrics)
+            if thresholds.get(run):
+                row["threshold"] = thresholds[run]["value"]
+            rows[f"ours: {experiment} / {run} ({data['dataset']}, {data['profile']})"] = row
     rows.update(_published_rows(datasets))
     columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
     return metrics_table(rows, columns)

@@ -86,6 +86,9 @@ class TrainConfig:
     tile: int | None = None  # output tile of overlap-tile prediction; None = predict_tiled's
     tta: bool = False
     threshold: float = 0.5
+    # pick the threshold with the best validation IoU (THRESHOLD_GRID) instead of ``threshold``;
+    # the test split never takes part in the choice
+    tune_threshold: bool = False
     min_size: int = 64  # predicted components smaller than this (pixels) are dropped (specks)
     # run
     seed: int = 0
@@ -111,6 +114,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "image_size", "depth", "base_channels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         augment_parts(self.augment)  # validates
@@ -335,14 +340,64 @@ def validation_scores(probs: list[np.ndarray], frames: Frames, config: TrainConf
             "val_iou": float(np.mean(ious))}
 
 
-def test_metrics(probs: list[np.ndarray], labels: list[np.ndarray], config: TrainConfig) -> dict:
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
+
+
+def choose_threshold(probs: list[np.ndarray], labels: list[np.ndarray],
+                     grid: tuple[float, ...] = THRESHOLD_GRID) -> tuple[float, dict[str, float]]:
+    """The threshold on the cell probability with the best mean pixel IoU against the cells
+    (``labels > 0``, as the test metrics compare) over ``grid``, and the IoU at each threshold.
+
+    The paper takes the argmax of the softmax, i.e. 0.5. A network trained with the border
+    weights of eq. 2 and class balancing can be calibrated away from 0.5 (it under-segments
+    when the test cells look unlike the training ones), so the threshold is a free parameter
+    of the prediction; choosing it on the validation frames keeps the test split unseen. Ties
+    go to the threshold nearest 0.5.
+    """
+    from unetlib.metrics import iou
+
+    if not probs:
+        raise ValueError("choose_threshold needs at least one validation frame")
+    if len(probs) != len(labels):
+        raise ValueError(f"{len(probs)} probability maps but {len(labels)} label images")
+    scan = {}
+    for t in grid:
+        scan[f"{t:.2f}"] = float(np.mean([iou(p > t, np.asarray(lab) > 0)
+                                          for p, lab in zip(probs, labels, strict=True)]))
+    best = max(grid, key=lambda t: (round(scan[f"{t:.2f}"], 12), -abs(t - 0.5)))
+    return float(best), scan
+
+
+def result_threshold(result: dict) -> float:
+    """The threshold a run's test metrics used (the validation-chosen one, if it tuned)."""
+    return float(result.get("threshold", {}).get("value", result["config"]["threshold"]))
+
+
+def describe_threshold(result: dict) -> str:
+    """One sentence on a run's threshold, for the book: which, how chosen, and what the fixed
+    threshold would have scored."""
+    th = result.get("threshold") or {"value": result["config"]["threshold"], "chosen_on": "fixed"}
+    if th["chosen_on"] != "validation":
+        return f"Threshold {th['value']:.2f} (fixed)."
+    val_iou = th["val_iou"][f"{th['value']:.2f}"]
+    text = (f"Threshold {th['value']:.2f}, the best validation IoU ({val_iou:.3f}) over "
+            f"{len(th['val_iou'])} thresholds")
+    fixed = th.get("test_at_fixed")
+    if fixed:
+        text += (f"; at the fixed {result['config']['threshold']:.2f} the test IoU would be "
+                 f"{fixed['iou']:.3f} and SEG {fixed['seg']:.3f}")
+    return text + "."
+
+
+def test_metrics(probs: list[np.ndarray], labels: list[np.ndarray], config: TrainConfig,
+                 challenge_scores: bool = True) -> dict:
     """Metrics on the test split, averaged over frames (per-frame values kept too).
 
     Pixel IoU/F1/error compare the thresholded foreground with the ground truth's cells; SEG
     (the Cell Tracking Challenge's measure, the paper's "IoU" for the cell data sets) and the
     split/merge counts compare instances: connected components of the thresholded foreground.
     For ISBI 2012 the challenge's Rand, information and pixel errors (best over thresholds) and
-    the warping error are added.
+    the warping error are added (unless ``challenge_scores`` is false).
     """
     from unetlib import metrics as M
 
@@ -362,7 +417,7 @@ def test_metrics(probs: list[np.ndarray], labels: list[np.ndarray], config: Trai
         }
         row.update({k: v for k, v in M.split_merge_counts(inst, lab).items()
                     if isinstance(v, (int, float))})
-        if config.dataset == "isbi2012":
+        if challenge_scores and config.dataset == "isbi2012":
             row.update({f"isbi_{k}": v for k, v in M.isbi_scores(p, lab).items()
                         if isinstance(v, (int, float))})
         per_image.append(row)
@@ -585,8 +640,20 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     from unetlib.model import save_checkpoint
 
     save_checkpoint(run_dir / "best.pt", model, step=best["step"] or step, run=config.run_name())
+    threshold = {"value": config.threshold, "chosen_on": "fixed"}
+    eval_config = config
+    if config.tune_threshold and val_f is not None:
+        value, scan = choose_threshold(predict_frames(model, val_f.images, config), val_f.labels)
+        threshold = {"value": value, "chosen_on": "validation", "val_iou": scan}
+        eval_config = dataclasses.replace(config, threshold=value)
     test_probs = predict_frames(model, [s.image for s in test_s], config)
-    metrics = test_metrics(test_probs, [np.asarray(s.labels) for s in test_s], config)
+    test_labels = [np.asarray(s.labels) for s in test_s]
+    metrics = test_metrics(test_probs, test_labels, eval_config)
+    if eval_config.threshold != config.threshold:
+        # the fixed threshold's pixel and SEG scores too, so the choice's effect is on record
+        at_fixed = test_metrics(test_probs, test_labels, config, challenge_scores=False)["mean"]
+        threshold["test_at_fixed"] = {k: at_fixed[k] for k in
+                                      ("iou", "f1", "pixel_error", "seg", "splits", "merges")}
     result = {
         "run": config.run_name(),
         "config": _config_dict(config, comparable=True),
@@ -598,6 +665,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         "steps_done": step,
         "stopped_early": stopped_early,
         "metrics": metrics["mean"],
+        "threshold": threshold,
         "per_image": metrics["per_image"],
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - start, 1),
@@ -649,6 +717,7 @@ def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
                                            "stopped_early", "train_seconds", "wall_seconds",
                                            "history", "per_image", "frames")}
                  for name, r in runs.items()},
+        "thresholds": {name: r.get("threshold") for name, r in runs.items()},
         "hardware": first["hardware"],
         "wall_seconds": round(sum(r["wall_seconds"] for r in runs.values()), 1),
         "command": command,
