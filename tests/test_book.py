@@ -119,6 +119,29 @@ def test_run_records_parameters_and_hides_the_default_cell(tmp_path):
     assert saved["hardware"]["cpu_count"] >= 1 and saved["profile"] == "smoke"
 
 
+def test_run_with_only_keeps_the_full_runs_record(tmp_path):
+    src, out = tmp_path / "nb", tmp_path / "out"
+    src.mkdir()
+    (out / "results").mkdir(parents=True)
+    _notebook(src / "01_data.ipynb", "print(x)",
+              params="profile = 'smoke'\ndata_root = None\ndataset = 'a'\nmax_frames = 1\nx = 1")
+    full = {"profile": "smoke", "command": "python -m unetlib.book run --profile smoke",
+            "hardware": {"cpu": "earlier"}, "wall_seconds": 1234.5,
+            "notebooks": {"02_train": {"parameters": {}, "wall_seconds": 300.0},
+                          "01_data": {"parameters": {}, "wall_seconds": 99.0}}}
+    (out / "results" / "pipeline_smoke.json").write_text(json.dumps(full))
+    book.run("smoke", only=["01_data"], overrides={"x": 2}, notebooks_dir=src, output_dir=out)
+    saved = json.loads((out / "results" / "pipeline_smoke.json").read_text())
+    assert saved["command"] == full["command"] and saved["wall_seconds"] == 1234.5
+    assert saved["hardware"] == {"cpu": "earlier"}
+    assert saved["notebooks"]["02_train"] == full["notebooks"]["02_train"]
+    entry = saved["notebooks"]["01_data"]
+    assert entry["wall_seconds"] != 99.0 and entry["parameters"]["x"] == 2
+    assert entry["command"] == "python -m unetlib.book run --profile smoke --only 01_data -p x=2"
+    assert entry["finished"].endswith("+00:00")
+    assert saved["total_notebook_seconds"] == pytest.approx(300.0 + entry["wall_seconds"])
+
+
 def test_failing_notebook_names_cell_and_leaves_nothing_half_written(tmp_path):
     src, out = tmp_path / "nb", tmp_path / "out"
     src.mkdir()

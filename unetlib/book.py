@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -174,11 +175,17 @@ def run(
     failed_dir = PROJECT_ROOT / "_build" / "failed"
     manifest_path = output_dir / "results" / f"pipeline_{profile}.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    options = "".join(f" -p {k}={v}" for k, v in overrides.items())
+    full_run = only is None or not previous
+    # a full run sets the top-level record (command, hardware, total wall time); a run with
+    # --only replaces its notebooks' entries and keeps the rest of the full run's record
     manifest: dict[str, Any] = {
         "profile": profile,
-        "command": " ".join(["python", "-m", "unetlib.book", *sys.argv[1:]]),
+        "command": (f"python -m unetlib.book run --profile {profile}"
+                    f"{' --only ' + ' '.join(names) if only else ''}{options}"),
         "hardware": hardware(),
-        # runs with --only keep the entries of the notebooks they did not run
+        **({} if full_run else {k: previous[k] for k in ("command", "hardware", "wall_seconds")
+                                if k in previous}),
         "notebooks": previous.get("notebooks", {}),
     }
     total = time.perf_counter()
@@ -194,8 +201,13 @@ def run(
             failed_dir=failed_dir,
         )
         print(f"[{i}/{len(names)}] {name} done in {seconds:.0f} s", flush=True)
-        manifest["notebooks"][name] = {"parameters": params, "wall_seconds": round(seconds, 1)}
-    manifest["wall_seconds"] = round(time.perf_counter() - total, 1)
+        manifest["notebooks"][name] = {
+            "parameters": params, "wall_seconds": round(seconds, 1),
+            "command": f"python -m unetlib.book run --profile {profile} --only {name}{options}",
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    if full_run:
+        manifest["wall_seconds"] = round(time.perf_counter() - total, 1)
     manifest["total_notebook_seconds"] = round(
         sum(v["wall_seconds"] for v in manifest["notebooks"].values()), 1)
     write_json_atomic(manifest_path, manifest)
@@ -293,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             if args.command == "run":
-                manifest = run(args.profile, args.only, dict(args.parameter),
-                               output_dir=args.output_dir)
-                print(f"all notebooks ran in {manifest['wall_seconds']:.0f} s")
+                start = time.perf_counter()
+                run(args.profile, args.only, dict(args.parameter), output_dir=args.output_dir)
+                print(f"{'the notebooks' if args.only else 'all notebooks'} ran in "
+                      f"{time.perf_counter() - start:.0f} s")
             else:
                 print(f"built {build(output=args.output)}")
     except (PipelineError, ValueError, FileNotFoundError) as err:
