@@ -144,6 +144,14 @@ def _indent(text: str, prefix: str = "    | ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
+def pipeline_command(profile: str, only: list[str] | None = None,
+                     overrides: dict[str, Any] | None = None) -> str:
+    """The command line that reruns ``only`` (or every notebook) of ``profile``."""
+    return (f"python -m unetlib.book run --profile {profile}"
+            + (f" --only {' '.join(only)}" if only else "")
+            + "".join(f" -p {k}={v}" for k, v in (overrides or {}).items()))
+
+
 def run(
     profile: str = "quick",
     only: list[str] | None = None,
@@ -175,14 +183,12 @@ def run(
     failed_dir = PROJECT_ROOT / "_build" / "failed"
     manifest_path = output_dir / "results" / f"pipeline_{profile}.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    options = "".join(f" -p {k}={v}" for k, v in overrides.items())
     full_run = only is None or not previous
     # a full run sets the top-level record (command, hardware, total wall time); a run with
     # --only replaces its notebooks' entries and keeps the rest of the full run's record
     manifest: dict[str, Any] = {
         "profile": profile,
-        "command": (f"python -m unetlib.book run --profile {profile}"
-                    f"{' --only ' + ' '.join(names) if only else ''}{options}"),
+        "command": pipeline_command(profile, names if only else None, overrides),
         "hardware": hardware(),
         **({} if full_run else {k: previous[k] for k in ("command", "hardware", "wall_seconds")
                                 if k in previous}),
@@ -203,7 +209,7 @@ def run(
         print(f"[{i}/{len(names)}] {name} done in {seconds:.0f} s", flush=True)
         manifest["notebooks"][name] = {
             "parameters": params, "wall_seconds": round(seconds, 1),
-            "command": f"python -m unetlib.book run --profile {profile} --only {name}{options}",
+            "command": pipeline_command(profile, [name], overrides),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
     if full_run:

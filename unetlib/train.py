@@ -360,23 +360,28 @@ def choose_threshold(probs: list[np.ndarray], labels: list[np.ndarray],
         raise ValueError("choose_threshold needs at least one validation frame")
     if len(probs) != len(labels):
         raise ValueError(f"{len(probs)} probability maps but {len(labels)} label images")
-    scan = {}
-    for t in grid:
-        scan[f"{t:.2f}"] = float(np.mean([iou(p > t, np.asarray(lab) > 0)
-                                          for p, lab in zip(probs, labels, strict=True)]))
+    cells = [np.asarray(lab) > 0 for lab in labels]
+    scan = {f"{t:.2f}": float(np.mean([iou(p > t, c) for p, c in zip(probs, cells, strict=True)]))
+            for t in grid}
     best = max(grid, key=lambda t: (round(scan[f"{t:.2f}"], 12), -abs(t - 0.5)))
     return float(best), scan
 
 
+def _threshold_record(result: dict) -> dict:
+    # runs saved before tune_threshold existed have no record: they used the fixed threshold
+    return result.get("threshold") or {"value": result["config"]["threshold"],
+                                       "chosen_on": "fixed"}
+
+
 def result_threshold(result: dict) -> float:
     """The threshold a run's test metrics used (the validation-chosen one, if it tuned)."""
-    return float(result.get("threshold", {}).get("value", result["config"]["threshold"]))
+    return float(_threshold_record(result)["value"])
 
 
 def describe_threshold(result: dict) -> str:
     """One sentence on a run's threshold, for the book: which, how chosen, and what the fixed
     threshold would have scored."""
-    th = result.get("threshold") or {"value": result["config"]["threshold"], "chosen_on": "fixed"}
+    th = _threshold_record(result)
     if th["chosen_on"] != "validation":
         return f"Threshold {th['value']:.2f} (fixed)."
     val_iou = th["val_iou"][f"{th['value']:.2f}"]
@@ -707,7 +712,9 @@ def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
     if command is None:
         command = first["command"]
         if "ipykernel" in command or "kernel" in command:
-            command = f"python -m unetlib.book run --profile {profile} --only {experiment}"
+            from unetlib.book import pipeline_command
+
+            command = pipeline_command(profile, [experiment])
     data = {
         "experiment": experiment,
         "dataset": first["dataset"],
