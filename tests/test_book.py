@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -271,3 +272,41 @@ def test_sigterm_leaves_no_partial_notebook(tmp_path):
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output
     assert not list(out.glob("*.ipynb")) and not list(out.glob(".*.ipynb")), output
+
+
+# ----------------------------------------------------------------------------------------------
+# the paper profile, before any GPU sees it
+
+
+def _hela_available() -> bool:
+    from unetlib.paths import data_root
+
+    return (data_root() / "DIC-C2DH-HeLa" / "01_GT" / "SEG").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _hela_available(), reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_paper_profile_runs_the_training_notebook_on_real_frames(tmp_path):
+    """Every code path a GPU run of the paper profile takes, for two steps on CPU: the 31 M
+    network with valid convolutions, 572 x 572 input tiles, SGD with momentum 0.99, the weight
+    map, validation, the instance methods, the test scores and the result JSON, through the
+    notebook with papermill on real DIC-HeLa frames (two test frames to keep it short)."""
+    out = tmp_path / "book"
+    manifest = book.run("paper", only=["02_train"], overrides={"steps": 2, "n_test": 2},
+                        output_dir=out)
+    assert manifest["notebooks"]["02_train"]["parameters"]["overrides"] == {"steps": 2,
+                                                                            "n_test": 2}
+    saved = json.loads((out / "results" / "02_train.json").read_text())
+    assert saved["profile"] == "paper" and saved["dataset"] == "DIC-C2DH-HeLa"
+    run = saved["runs"]["seed 0"]
+    config = run["config"]
+    assert (config["depth"], config["base_channels"], config["padding"]) == (5, 64, "valid")
+    assert (config["optimizer"], config["momentum"], config["input_tile"]) == ("sgd", 0.99, 572)
+    assert config["loss"] == "weighted_ce" and config["w0"] == 10.0
+    assert run["steps_done"] == 2 and len(run["frames"]["test"]) == 2
+    assert run["history"] and np.isfinite(run["history"][-1]["val_loss"])
+    for method in ("components", "watershed"):
+        assert 0.0 <= saved["instances"]["seed 0"][method]["metrics"]["seg"] <= 1.0
+    nb = nbformat.read(out / "02_train.ipynb", as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors

@@ -8,20 +8,28 @@ import json
 
 import pytest
 
+from unetlib.config import TrainConfig
 from unetlib.model import output_size
 from unetlib.paths import PROJECT_ROOT
-from unetlib.profiles import NOTEBOOKS, PROFILES, SOURCES, parameters, source_notebook
+from unetlib.profiles import (
+    NOTEBOOKS,
+    PROFILES,
+    SOURCES,
+    TRAINING_PAGES,
+    parameters,
+    source_notebook,
+    train_config,
+)
 from unetlib.report import EXPERIMENTS
-from unetlib.train import TrainConfig, config_from
 
 # the chapters that train on the main data set with one shared configuration
 TRAINING = ("02_train", "03_augmentation_ablation", "04_weight_maps")
 # the same training notebook on the ISBI 2012 EM stack
 EM = "02_train_em"
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-# parameters of the notebooks themselves, not TrainConfig options: the profile's name and the
-# results file a training page writes (results/<experiment>.json)
-NOTEBOOK_ONLY = {"profile", "experiment"}
+# the parameters of a training page: the profile, the page (its options in the profile and its
+# results file, results/<experiment>.json) and a dict of TrainConfig overrides
+TRAINING_PARAMS = {"profile", "experiment", "overrides", "n_seeds"}
 
 
 def _declared(notebook: str) -> dict[str, object]:
@@ -56,11 +64,16 @@ def test_source_notebooks():
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_every_profile_has_every_notebook(profile):
-    assert set(NOTEBOOKS) <= set(PROFILES[profile])
+    assert set(TRAINING_PAGES) == set(PROFILES[profile]["train"])
     for notebook in NOTEBOOKS:
         params = parameters(profile, notebook)
         assert params["profile"] == profile
-        assert "data_root" in params and params["data_root"] is None
+        if notebook in TRAINING_PAGES:
+            assert params == {"profile": profile, "experiment": notebook, "overrides": {},
+                              "n_seeds": 3 if (profile, notebook) == ("quick", "02_train") else
+                              2 if (profile, notebook) == ("smoke", "02_train") else 1}
+        else:
+            assert "data_root" in params and params["data_root"] is None
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -71,20 +84,60 @@ def test_notebooks_declare_every_parameter_a_profile_sets(profile, notebook):
     assert not missing, f"{notebook} does not declare {missing} (set by profile {profile})"
 
 
-def test_overrides_are_applied_and_can_add_names():
-    params = parameters("smoke", "02_train", {"steps": 5, "lr": 0.1, "new_option": "x"})
-    assert params["steps"] == 5 and params["lr"] == 0.1 and params["new_option"] == "x"
-    assert params["batch_size"] == PROFILES["smoke"]["02_train"]["batch_size"]
-    # overrides also beat the common parameters
+def test_overrides_go_into_the_training_pages_config():
+    params = parameters("smoke", "02_train", {"steps": 5, "lr": 0.1})
+    assert params["overrides"] == {"steps": 5, "lr": 0.1}
+    config = train_config("smoke", "02_train", **params["overrides"])
+    assert config.steps == 5 and config.lr == 0.1
+    assert config.batch_size == PROFILES["smoke"]["train"]["02_train"]["batch_size"]
+    # overrides also beat the common parameters of the other pages
     assert parameters("quick", "07_results", {"profile": "mine"})["profile"] == "mine"
+
+
+@pytest.mark.parametrize("field", sorted(TRAIN_FIELDS - {"extra"}))
+def test_every_train_config_field_can_be_overridden(field):
+    """One source for run options: every TrainConfig field reaches the config from -p."""
+    default = getattr(TrainConfig(), field)
+    value = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v / 2,
+             str: lambda v: v}.get(type(default), lambda v: v)(default)
+    if field in ("input_tile",):
+        value = 64
+    if field in ("data_root", "class_weights"):
+        value = "x"
+    choices = {"padding": "same", "loss": "bce_dice", "optimizer": "adam", "lr_schedule": "poly",
+               "up_mode": "bilinear", "truth": "silver", "augment": "none", "dataset": "isbi2012",
+               "device": "cpu", "out_dir": "elsewhere"}
+    value = choices.get(field, value)
+    params = parameters("smoke", "02_train", {field: value})
+    assert getattr(train_config("smoke", "02_train", **params["overrides"]), field) == value
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"steps": "abc"}, "steps"), ({"steps": 2.7}, "steps"), ({"batch_norm": 1}, "batch_norm"),
+    ({"optimizer": "adamw"}, "optimizer"), ({"input_tile": 388, "depth": 5,
+                                             "padding": "valid"}, "input_tile"),
+    ({"seed_threshold": 1.5}, "seed_threshold"), ({"truth": "bronze"}, "truth"),
+])
+def test_bad_overrides_are_errors_naming_the_option(overrides, named):
+    with pytest.raises(ValueError, match=named):
+        parameters("smoke", "02_train", overrides)
+
+
+def test_unknown_training_option_is_named():
+    with pytest.raises(ValueError, match="stepz"):
+        train_config("smoke", "02_train", stepz=3)
+    with pytest.raises(ValueError, match="does not train"):
+        train_config("smoke", "01_data")
 
 
 def test_returned_parameters_are_copies():
     params = parameters("quick", "02_train", {"steps": 1})
+    params["overrides"]["steps"] = 2
+    assert PROFILES["quick"]["train"]["02_train"]["steps"] not in (1, 2)
+    assert train_config("quick", "02_train").dataset == "DIC-C2DH-HeLa"
+    params = parameters("quick", "01_data")
     params["dataset"] = "changed"
-    assert PROFILES["quick"]["02_train"]["steps"] != 1
-    assert PROFILES["quick"]["02_train"]["dataset"] == "DIC-C2DH-HeLa"
-    assert parameters("quick", "02_train")["dataset"] == "DIC-C2DH-HeLa"
+    assert parameters("quick", "01_data")["dataset"] == "DIC-C2DH-HeLa"
 
 
 @pytest.mark.parametrize("profile, notebook, named", [
@@ -100,76 +153,55 @@ def test_unknown_profile_or_notebook_is_named(profile, notebook, named):
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_training_chapters_share_training_parameters(profile):
-    """Identical parameters give identical TrainConfig keys, so a run trained by one chapter is
+    """Identical options give identical TrainConfig keys, so a run trained by one chapter is
     reused by the next (unetlib.train.train(reuse=True))."""
-    first, *rest = (parameters(profile, nb) for nb in TRAINING)
-    assert all(p == first for p in rest)
-    keys = {config_from(parameters(profile, nb)).key() for nb in TRAINING}
+    keys = {train_config(profile, nb).key() for nb in TRAINING}
     assert len(keys) == 1
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
 @pytest.mark.parametrize("notebook", (*TRAINING, EM))
-def test_training_parameters_are_train_config_fields(profile, notebook):
-    params = parameters(profile, notebook)
-    unknown = set(params) - TRAIN_FIELDS - NOTEBOOK_ONLY
-    assert not unknown, f"{profile}/{notebook}: {unknown} are not TrainConfig fields"
-    # and they all arrive in the configuration the notebook builds (config_from drops others)
-    config = config_from(params)
-    for name in set(params) - NOTEBOOK_ONLY:
-        assert getattr(config, name) == params[name], name
-
-
-@pytest.mark.parametrize("notebook", (*TRAINING, EM))
-def test_training_notebooks_declare_only_train_config_options(notebook):
+def test_training_notebooks_declare_the_profile_and_overrides_only(notebook):
     declared = _declared(notebook)
-    assert "profile" in declared
-    assert set(declared) - TRAIN_FIELDS <= NOTEBOOK_ONLY
-    # the three training notebooks declare the same options with the same defaults
-    options = {k: v for k, v in declared.items() if k not in NOTEBOOK_ONLY}
-    assert options == {k: v for k, v in _declared(TRAINING[0]).items() if k not in NOTEBOOK_ONLY}
+    assert set(declared) == TRAINING_PARAMS
+    assert declared["overrides"] == {} and declared["profile"] == "smoke"
+    assert declared["n_seeds"] == 1
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_em_chapter_is_the_training_chapter_on_isbi(profile):
-    em, train = parameters(profile, EM), parameters(profile, "02_train")
-    assert em["experiment"] == EM and EM in EXPERIMENTS
-    assert em["dataset"] == ("synthetic" if profile == "smoke" else "isbi2012")
-    assert {k: v for k, v in em.items() if k not in ("dataset", "experiment")} == {
-        k: v for k, v in train.items() if k != "dataset"}
+    em, train = train_config(profile, EM), train_config(profile, "02_train")
+    assert EM in EXPERIMENTS and parameters(profile, EM)["experiment"] == EM
+    assert em.dataset == ("synthetic" if profile == "smoke" else "isbi2012")
+    assert dataclasses.replace(em, dataset=train.dataset) == train
     # its own results file, not 02_train's: the page must not overwrite the HeLa results
-    assert _declared("02_train").get("experiment", "02_train") == "02_train"
+    assert _declared("02_train")["experiment"] == "02_train"
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_em_runs_are_not_the_hela_runs_except_on_synthetic_data(profile):
-    em = config_from(parameters(profile, EM))
-    train = config_from(parameters(profile, "02_train"))
+    em, train = train_config(profile, EM), train_config(profile, "02_train")
     assert (em.key() == train.key()) == (profile == "smoke")
-
-
-def test_notebook_only_parameters_are_not_train_config_fields():
-    assert not NOTEBOOK_ONLY & TRAIN_FIELDS
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_training_geometry_is_valid(profile):
-    """The training crops are a valid input of the configured network and the prediction tile
-    is its output for such a crop (the paper's 572 -> 388)."""
-    config = config_from(parameters(profile, "02_train"))
-    out = output_size(config.image_size, config.depth, config.padding)
-    assert out == config.tile
+    """The training crops are a valid input of the configured network and the prediction's input
+    tile is valid too (the paper's 572, whose output is 388)."""
+    config = train_config(profile, "02_train")
+    output_size(config.image_size, config.depth, config.padding)  # raises when invalid
+    output_size(config.input_tile, config.depth, config.padding)
 
 
 def test_profile_scales():
-    smoke, quick, paper = (parameters(p, "02_train") for p in ("smoke", "quick", "paper"))
-    assert smoke["dataset"] == "synthetic"
-    assert quick["dataset"] == paper["dataset"] == "DIC-C2DH-HeLa"
-    assert smoke["steps"] < quick["steps"] < paper["steps"]
+    smoke, quick, paper = (train_config(p, "02_train") for p in ("smoke", "quick", "paper"))
+    assert smoke.dataset == "synthetic"
+    assert quick.dataset == paper.dataset == "DIC-C2DH-HeLa"
+    assert smoke.steps < quick.steps < paper.steps
     # the paper's protocol: the 2015 network, SGD with momentum 0.99, batch 1, 572 -> 388 tiles
-    assert (paper["depth"], paper["base_channels"], paper["padding"]) == (5, 64, "valid")
-    assert (paper["optimizer"], paper["momentum"], paper["batch_size"]) == ("sgd", 0.99, 1)
-    assert (paper["image_size"], paper["tile"]) == (572, 388)
+    assert (paper.depth, paper.base_channels, paper.padding) == (5, 64, "valid")
+    assert (paper.optimizer, paper.momentum, paper.batch_size) == ("sgd", 0.99, 1)
+    assert (paper.image_size, paper.input_tile) == (572, 572)
+    assert output_size(paper.input_tile, paper.depth, paper.padding) == 388
     assert parameters("paper", "06_performance")["run_benchmarks"] is True
     assert parameters("smoke", "06_performance")["run_benchmarks"] is False
 
@@ -177,4 +209,4 @@ def test_profile_scales():
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 @pytest.mark.parametrize("notebook", ["01_data", "05_explore"])
 def test_data_chapters_use_the_training_data_set(profile, notebook):
-    assert parameters(profile, notebook)["dataset"] == parameters(profile, "02_train")["dataset"]
+    assert parameters(profile, notebook)["dataset"] == train_config(profile, "02_train").dataset

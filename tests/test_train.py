@@ -12,12 +12,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import unetlib.config as C
+import unetlib.evaluate as E
 import unetlib.train as T
-from unetlib.model import load_checkpoint
 
 TINY = dict(dataset="synthetic", image_size=64, n_train=4, n_test=2, depth=2, base_channels=4,
             padding="same", batch_norm=False, dropout=0.0, optimizer="adam", lr=3e-3, steps=4,
-            batch_size=2, eval_every=2, tile=64, progress=False, seed=3)
+            batch_size=2, eval_every=2, input_tile=64, progress=False, seed=3)
 
 
 def tiny(tmp_path, **kw) -> T.TrainConfig:
@@ -66,15 +67,37 @@ def test_key_ignores_presentation_but_not_results(tmp_path):
 
 
 def test_config_from_takes_known_names_only():
-    cfg = T.config_from({"steps": 7, "profile": "smoke", "np": np, "lr": 0.5}, seed=9)
+    cfg = C.config_from({"steps": 7, "profile": "smoke", "np": np, "lr": 0.5}, seed=9)
     assert (cfg.steps, cfg.lr, cfg.seed) == (7, 0.5, 9)
 
 
-def test_missing_data_falls_back_loudly(tmp_path, capsys):
-    cfg = T.with_available_data(T.TrainConfig(dataset="DIC-C2DH-HeLa",
-                                              data_root=str(tmp_path / "nothing")))
-    assert cfg.dataset == "synthetic"
-    assert "Falling back" in capsys.readouterr().out
+def test_missing_data_falls_back_loudly_only_when_allowed(tmp_path, capsys):
+    absent = T.TrainConfig(dataset="DIC-C2DH-HeLa", data_root=str(tmp_path / "nothing"))
+    cfg = C.with_available_data(absent, allow_synthetic=True)
+    assert cfg.dataset == "synthetic" and cfg.extra["requested_dataset"] == "DIC-C2DH-HeLa"
+    assert "SYNTHETIC" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="DIC-C2DH-HeLa"):
+        C.with_available_data(absent)
+
+
+def test_misspelt_data_set_is_an_error_not_a_synthetic_run(tmp_path):
+    typo = T.TrainConfig(dataset="isbi2021", data_root=str(tmp_path))
+    with pytest.raises(ValueError, match="unknown data set 'isbi2021'.*known: isbi2012"):
+        C.with_available_data(typo, allow_synthetic=True)
+
+
+def test_corrupt_frame_is_an_error_not_a_synthetic_run(tmp_path):
+    from PIL import Image
+
+    base = tmp_path / "DIC-C2DH-HeLa"
+    for seq in ("01", "02"):
+        (base / seq).mkdir(parents=True)
+        (base / f"{seq}_GT" / "SEG").mkdir(parents=True)
+        Image.fromarray(np.ones((8, 8), np.uint16)).save(base / f"{seq}_GT/SEG/man_seg000.tif")
+        (base / seq / "t000.tif").write_bytes(b"II*\x00 not a tiff")
+    broken = T.TrainConfig(dataset="DIC-C2DH-HeLa", data_root=str(tmp_path))
+    with pytest.raises(ValueError, match="t000.tif: no image data"):
+        C.with_available_data(broken, allow_synthetic=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,130 +125,62 @@ def test_tiny_run_trains_and_records_everything(tiny_run):
     assert saved["metrics"] == pytest.approx(m)
 
 
-def test_fixed_threshold_is_recorded(tiny_run):
+def test_fixed_instance_parameters_are_recorded(tiny_run):
     _, r = tiny_run
     assert r["threshold"] == {"value": 0.5, "chosen_on": "fixed"}
+    inst = r["instances"]
+    assert inst["components"]["params"] == {"method": "components", "threshold": 0.5,
+                                            "min_size": 64}
+    assert inst["watershed"]["params"]["seed_threshold"] == 0.9
+    assert inst["components"]["metrics"] == r["metrics"]
+    assert E.result_threshold(r) == 0.5
+    assert "Paper's way" in E.describe_instances(r) and "Beyond the paper" in \
+        E.describe_instances(r)
 
 
-def test_choose_threshold_finds_the_calibration_offset():
-    # cells of probability 0.3, background 0.1: only thresholds in [0.1, 0.3) find the cells
-    lab = np.zeros((32, 32), np.int32)
-    lab[4:12, 4:12], lab[16:28, 10:30] = 1, 2
-    prob = np.where(lab > 0, 0.3, 0.1)
-    t, scan = T.choose_threshold([prob, prob], [lab, lab])
-    assert t == 0.25  # ties (0.10 excluded: p > t) go to the threshold nearest 0.5
-    assert scan["0.25"] == pytest.approx(1.0) and scan["0.50"] == 0.0
-    assert list(scan) == [f"{g:.2f}" for g in T.THRESHOLD_GRID]
+def test_instance_parameters_come_from_validation_seg_only(tmp_path, monkeypatch):
+    import unetlib.instances as I
 
-
-def test_describe_threshold():
-    config = {"threshold": 0.5}
-    assert T.describe_threshold({"config": config}) == "Threshold 0.50 (fixed)."
-    assert T.result_threshold({"config": config}) == 0.5
-    tuned = {"config": config, "threshold": {
-        "value": 0.3, "chosen_on": "validation", "val_iou": {"0.30": 0.81, "0.50": 0.7},
-        "test_at_fixed": {"iou": 0.655, "seg": 0.4}}}
-    assert T.result_threshold(tuned) == 0.3
-    text = T.describe_threshold(tuned)
-    assert text.startswith("Threshold 0.30, the best validation IoU (0.810) over 2 thresholds")
-    assert "at the fixed 0.50 the test IoU would be 0.655 and SEG 0.400" in text
-
-
-def test_choose_threshold_rejects_mismatched_inputs():
-    with pytest.raises(ValueError, match="2 probability maps but 1 label"):
-        T.choose_threshold([np.zeros((4, 4))] * 2, [np.zeros((4, 4), int)])
-    with pytest.raises(ValueError, match="at least one"):
-        T.choose_threshold([], [])
-
-
-def test_tuned_threshold_comes_from_validation_and_keeps_the_fixed_scores(tmp_path, monkeypatch):
     seen = []
-    real = T.choose_threshold
+    real = I.choose_instances
 
-    def spy(probs, labels, grid=T.THRESHOLD_GRID):
-        seen.append(len(probs))
-        return real(probs, labels, grid)
+    def spy(probs, labels, method="components", grid=None):
+        seen.append((method, len(probs), [lab.shape for lab in labels]))
+        return real(probs, labels, method, grid)
 
-    monkeypatch.setattr(T, "choose_threshold", spy)
+    monkeypatch.setattr(E, "choose_instances", spy)
     r = T.train(tiny(tmp_path, tune_threshold=True))
     n_val = len(r["frames"]["val"])
-    assert seen == [n_val] and n_val >= 1  # validation frames only, never the test frames
-    th = r["threshold"]
-    assert th["chosen_on"] == "validation" and th["value"] in T.THRESHOLD_GRID
-    assert max(th["val_iou"].values()) == th["val_iou"][f"{th['value']:.2f}"]
-    if th["value"] != 0.5:
-        assert set(th["test_at_fixed"]) >= {"iou", "seg"}
-    # the tuned run is a different run from the fixed-threshold one
+    # validation frames only, never the test frames, once per method
+    assert [(m, n) for m, n, _ in seen] == [("components", n_val), ("watershed", n_val)]
+    for method in ("components", "watershed"):
+        rec = r["instances"][method]
+        assert rec["chosen_on"] == "validation"
+        best = max(row["seg"] for row in rec["scan"])
+        assert rec["val_seg"] == best
+        chosen = [row for row in rec["scan"] if all(row[k] == v for k, v in
+                                                     rec["params"].items())]
+        assert chosen and chosen[0]["seg"] == best
+    assert r["threshold"]["value"] == r["instances"]["components"]["params"]["threshold"]
+    # the paper's way at the fixed threshold stays on record
+    assert set(r["instances"]["fixed"]["metrics"]) >= {"iou", "seg"}
     assert r["run"] != tiny(tmp_path).run_name()
 
 
-def test_best_checkpoint_loads_with_weights_only(tiny_run):
-    _, r = tiny_run
-    model, extra = load_checkpoint(r["checkpoint"])
-    assert extra["step"] == r["best_step"]
-    raw = torch.load(r["checkpoint"], map_location="cpu", weights_only=True)
-    assert isinstance(raw, dict)
-    out = model(torch.rand(1, 1, 64, 64))
-    assert out.shape == (1, 2, 64, 64) and torch.isfinite(out).all()
-
-
-def test_finished_run_is_reused_not_retrained(tiny_run):
-    tmp, r = tiny_run
-    again = T.train(tiny(tmp))
-    assert again["reused"] and again["metrics"] == pytest.approx(r["metrics"])
-
-
-def test_same_seed_same_device_same_metrics(tiny_run, tmp_path):
-    _, r = tiny_run
-    again = T.train(tiny(tmp_path, reuse=False))
-    assert again["history"] == r["history"] or all(
-        a == pytest.approx(b, rel=1e-6, abs=1e-9)
-        for ha, hb in zip(again["history"], r["history"], strict=True)
-        for a, b in ((ha[k], hb[k]) for k in ha if k != "seconds"))
-    assert again["metrics"] == pytest.approx(r["metrics"], rel=1e-6, abs=1e-9)
-    assert again["param_checksum"] == pytest.approx(r["param_checksum"], rel=1e-9)
-
-
-def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
-    # the poly schedule too: its rate is a function of the restored step
-    cfg = tiny(tmp_path, steps=6, eval_every=2, augment="all", reuse=False, lr_schedule="poly")
-    straight = T.train(tiny(tmp_path / "straight", steps=6, eval_every=2, augment="all",
-                            reuse=False, lr_schedule="poly"))
-    calls = {"n": 0}
-    original = T.validation_scores
-
-    def killed_after_first_checkpoint(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # the second evaluation (step 4): die before its checkpoint
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(T, "validation_scores", killed_after_first_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(cfg)
-    last = tmp_path / "runs" / cfg.run_name() / "last.pt"
-    assert last.is_file() and torch.load(last, weights_only=True)["step"] == 2
-    assert not list(last.parent.glob(".*tmp")), "temporary checkpoint left behind"
-    monkeypatch.setattr(T, "validation_scores", original)
-    resumed = T.train(cfg)
-    assert resumed["steps_done"] == 6
-    assert resumed["param_checksum"] == pytest.approx(straight["param_checksum"], rel=1e-9)
-    assert resumed["metrics"] == pytest.approx(straight["metrics"], rel=1e-6, abs=1e-9)
-
-
-def test_command_line(tmp_path, capsys):
-    args = ["--dataset", "synthetic", "--image-size", "64", "--n-train", "3", "--n-test", "1",
-            "--depth", "2", "--base-channels", "4", "--padding", "same", "--steps", "2",
-            "--eval-every", "2", "--batch-size", "1", "--tile", "64", "--progress", "false",
-            "--optimizer", "nesterov", "--lr", "0.01", "--out-dir", str(tmp_path)]
-    assert T.main(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert np.isfinite(out["metrics"]["iou"])
-
-
-def test_command_line_rejects_bad_values(capsys):
-    assert T.main(["--padding", "full", "--steps", "1"]) == 1
-    assert "padding" in capsys.readouterr().err
+def test_kept_checkpoints_give_the_budget_curve(tmp_path):
+    r = T.train(tiny(tmp_path, keep_checkpoints=True, steps=4, eval_every=2))
+    folder = tmp_path / "runs" / r["run"] / "checkpoints"
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["step000002.pt", "step000004.pt"]
+    rows = E.checkpoint_curve(r)
+    assert [row["step"] for row in rows] == [2, 4]
+    for row in rows:
+        for method in ("components", "watershed", "fixed"):
+            assert 0 <= row[method]["seg"] <= 1 and 0 <= row[method]["iou"] <= 1
+    # the last checkpoint's scores are the final run's when the best step is the last
+    if r["best_step"] == 4:
+        assert rows[-1]["components"]["seg"] == pytest.approx(r["metrics"]["seg"])
+    # keeping checkpoints does not change what the run is
+    assert r["run"] == tiny(tmp_path).run_name()
 
 
 # ----------------------------------------------------------------------------------------------

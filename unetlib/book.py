@@ -36,7 +36,14 @@ from typing import Any
 
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.paths import PROJECT_ROOT
-from unetlib.profiles import NOTEBOOKS, PROFILES, parameters, source_notebook
+from unetlib.profiles import (
+    NOTEBOOKS,
+    PROFILES,
+    TRAINING_PAGES,
+    parameters,
+    source_notebook,
+    train_fields,
+)
 from unetlib.provenance import hardware, write_json_atomic
 
 # (source in node_modules, destination under book/_vendor/vendor/)
@@ -172,12 +179,27 @@ def run(
         if not src.is_file():
             raise FileNotFoundError(f"notebook {src} not found")
     declared = {n: declared_parameters(src) for n, src in sources.items()}
-    unused = [k for k in overrides if not any(k in d for d in declared.values())]
+    # a training page takes any TrainConfig field through its ``overrides`` parameter
+    fields = train_fields() if any(n in TRAINING_PAGES for n in names) else set()
+    unused = [k for k in overrides
+              if k not in fields and not any(k in d for d in declared.values())]
     if unused:
         raise ValueError(
             f"-p: no selected notebook has a parameter named {unused}; "
-            f"their parameters are: {sorted(set().union(*declared.values()))}"
+            f"their parameters are: {sorted(set().union(*declared.values()) | fields)}"
         )
+    # every notebook's parameters first, so that a bad value fails before any kernel starts
+    all_params = {}
+    for name in names:
+        mine = {k: v for k, v in overrides.items()
+                if k in declared[name] or (name in TRAINING_PAGES and k in fields)}
+        try:
+            all_params[name] = parameters(profile, name, mine)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        missing = sorted(set(all_params[name]) - declared[name])
+        if missing:
+            raise ValueError(f"profile {profile!r} sets {missing}, not parameters of {name}")
     output_dir = Path(output_dir)
     (output_dir / "results").mkdir(parents=True, exist_ok=True)
     failed_dir = PROJECT_ROOT / "_build" / "failed"
@@ -196,11 +218,7 @@ def run(
     }
     total = time.perf_counter()
     for i, name in enumerate(names, 1):
-        params = parameters(profile, name)
-        params.update({k: v for k, v in overrides.items() if k in declared[name]})
-        missing = sorted(set(params) - declared[name])
-        if missing:
-            raise ValueError(f"profile {profile!r} sets {missing}, not parameters of {name}")
+        params = all_params[name]
         print(f"[{i}/{len(names)}] {name} ({profile}): {params}", flush=True)
         seconds = run_notebook(
             sources[name], output_dir / f"{name}.ipynb", params, cwd=output_dir,

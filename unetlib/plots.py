@@ -138,3 +138,29 @@ def first_touching_window(labels: np.ndarray, size: int = 96) -> tuple[slice, sl
     y0 = min(max(cy - half, 0), max(h - size, 0))
     x0 = min(max(cx - half, 0), max(w - size, 0))
     return slice(y0, y0 + size), slice(x0, x0 + size)
+
+
+def plot_budget_curve(curve: Mapping[str, Any]):
+    """Test SEG of both instance methods and pixel IoU against training steps, from one run's
+    checkpoints (``studies/budget_curve.py``); parameters chosen on validation at each step."""
+    import matplotlib.pyplot as plt
+
+    rows = curve["rows"]
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=100)
+    ax.plot(steps, [r["watershed"]["seg"] for r in rows], "o-", color="tab:green",
+            label="SEG, seeded watershed (beyond the paper)")
+    ax.plot(steps, [r["components"]["seg"] for r in rows], "s-", color="tab:blue",
+            label="SEG, connected components (paper's way)")
+    ax.plot(steps, [r["components"]["iou"] for r in rows], "^--", color="0.5",
+            label="pixel IoU (paper's way)")
+    paper = PAPER.get(curve.get("dataset", ""), {}).get("seg")
+    if paper:
+        ax.axhline(paper, color="tab:red", ls=":", lw=1.2, label=f"paper's SEG ({paper})")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("score on the test frames")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -50,7 +50,7 @@ _SMOKE_TRAIN = {
     "lr": 3e-3,
     "steps": 30,
     "batch_size": 2,
-    "tile": 96,
+    "input_tile": 96,
     "eval_every": 10,
 }
 
@@ -70,7 +70,7 @@ _QUICK_TRAIN = {
     "lr": 2e-3,
     "steps": 800,
     "batch_size": 2,
-    "tile": 256,
+    "input_tile": 256,
     "eval_every": 100,
     # the weighted loss leaves this small network under-segmenting the test sequence at 0.5
     # (seeds 0-2: validation-optimal thresholds 0.3-0.6); choose on validation, never on test
@@ -91,46 +91,117 @@ _PAPER_TRAIN = {
     "momentum": 0.99,
     "steps": 20000,
     "batch_size": 1,
-    "tile": 388,
+    "input_tile": 572,  # the input tile; its output is 388 x 388 (paper Fig. 2)
     "eval_every": 1000,
 }
 
+# the book pages that train: their papermill parameters are the profile, the page (which names its
+# results file) and a dict of TrainConfig overrides; the profile builds the config
+TRAINING_PAGES: tuple[str, ...] = ("02_train", "02_train_em", "03_augmentation_ablation",
+                                   "04_weight_maps")
+
+
 def _profile(name: str, dataset: str, train: dict[str, Any], explore: dict[str, Any],
-             run_benchmarks: bool, max_frames: int, em_dataset: str) -> dict[str, dict[str, Any]]:
+             run_benchmarks: bool, max_frames: int, em_dataset: str,
+             allow_synthetic: bool, headline_seeds: int) -> dict[str, Any]:
     """One profile: the three training chapters share ``train`` (so that a run one chapter
     trained is reused by the next, see :func:`unetlib.train.train`); the EM training chapter is
-    the same configuration on ``em_dataset``."""
+    the same configuration on ``em_dataset``. ``allow_synthetic``: whether a missing data set
+    (absent folder, not a typo or a corrupt file) may be replaced by the synthetic one.
+    ``headline_seeds``: how many seeds the training chapter runs (its headline is their mean and
+    spread); the other training pages run one."""
     return {
         "common": {"profile": name, "data_root": None},
+        "allow_synthetic": allow_synthetic,
+        "n_seeds": {"02_train": headline_seeds},
+        "train": {
+            "02_train": dict(train),
+            "02_train_em": {**train, "dataset": em_dataset},
+            "03_augmentation_ablation": dict(train),
+            "04_weight_maps": dict(train),
+        },
         "01_data": {"dataset": dataset, "max_frames": max_frames},
-        "02_train": dict(train),
-        "02_train_em": {**train, "dataset": em_dataset, "experiment": "02_train_em"},
-        "03_augmentation_ablation": dict(train),
-        "04_weight_maps": dict(train),
         "05_explore": {"dataset": dataset, **explore},
         "06_performance": {"run_benchmarks": run_benchmarks},
         "07_results": {},
     }
 
 
-PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+PROFILES: dict[str, dict[str, Any]] = {
     "smoke": _profile("smoke", "synthetic", _SMOKE_TRAIN, {"n_images": 2, "image_size": 96},
-                      run_benchmarks=False, max_frames=4, em_dataset="synthetic"),
+                      run_benchmarks=False, max_frames=4, em_dataset="synthetic",
+                      allow_synthetic=True, headline_seeds=2),
     "quick": _profile("quick", "DIC-C2DH-HeLa", _QUICK_TRAIN, {"n_images": 4, "image_size": 384},
-                      run_benchmarks=False, max_frames=0, em_dataset="isbi2012"),
+                      run_benchmarks=False, max_frames=0, em_dataset="isbi2012",
+                      allow_synthetic=True, headline_seeds=3),
     "paper": _profile("paper", "DIC-C2DH-HeLa", _PAPER_TRAIN, {"n_images": 9, "image_size": 512},
-                      run_benchmarks=True, max_frames=0, em_dataset="isbi2012"),
+                      run_benchmarks=True, max_frames=0, em_dataset="isbi2012",
+                      allow_synthetic=False, headline_seeds=1),
 }
 
 
-def parameters(profile: str, notebook: str, overrides: dict[str, Any] | None = None) -> dict:
-    """The papermill parameters for ``notebook`` under ``profile``, with ``overrides`` applied."""
+def _check(profile: str, notebook: str) -> None:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     if notebook not in NOTEBOOKS:
         raise ValueError(f"notebook must be one of {list(NOTEBOOKS)}, got {notebook!r}")
+
+
+def train_fields() -> set[str]:
+    """The names of :class:`unetlib.config.TrainConfig`'s fields (what ``overrides`` may set)."""
+    import dataclasses
+
+    from unetlib.config import TrainConfig
+
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def train_config(profile: str, page: str = "02_train", *, check_data: bool = False,
+                 **overrides: Any):
+    """The :class:`unetlib.config.TrainConfig` that the book page ``page`` trains under
+    ``profile``, with ``overrides`` (TrainConfig fields; an unknown name or a wrong type is an
+    error naming it). This is the one place a training page's options come from.
+
+    With ``check_data`` the data set is looked up (:func:`unetlib.config.with_available_data`):
+    a missing data set becomes the synthetic one, loudly, only where the profile allows it."""
+    from unetlib.config import TrainConfig, with_available_data
+
+    _check(profile, page)
+    if page not in TRAINING_PAGES:
+        raise ValueError(f"{page} does not train; training pages: {list(TRAINING_PAGES)}")
+    unknown = sorted(set(overrides) - train_fields())
+    if unknown:
+        raise ValueError(f"unknown training option(s) {unknown}; the options are the fields of "
+                         f"unetlib.config.TrainConfig: {sorted(train_fields())}")
     spec = PROFILES[profile]
+    values = {"data_root": spec["common"]["data_root"], **deepcopy(spec["train"][page]),
+              **overrides}
+    config = TrainConfig(**values)
+    if check_data:
+        config = with_available_data(config, allow_synthetic=spec["allow_synthetic"])
+    return config
+
+
+def parameters(profile: str, notebook: str, overrides: dict[str, Any] | None = None) -> dict:
+    """The papermill parameters for ``notebook`` under ``profile``, with ``overrides`` applied.
+
+    A training page gets ``profile``, ``experiment`` (the page), ``n_seeds`` (runs with seeds
+    ``seed``, ``seed + 1``, ...) and ``overrides``: the entries of
+    ``overrides`` that are TrainConfig fields (checked by building the config, so that a wrong
+    name or type fails here, before a kernel starts). Other pages get the profile's values for
+    them, with ``overrides`` of the same names applied."""
+    _check(profile, notebook)
+    overrides = dict(overrides or {})
+    spec = PROFILES[profile]
+    if notebook in TRAINING_PAGES:
+        fields = train_fields()
+        train = {k: v for k, v in overrides.items() if k in fields}
+        train_config(profile, notebook, **train)  # validates every override
+        params = {"profile": profile, "experiment": notebook, "overrides": deepcopy(train),
+                  "n_seeds": spec["n_seeds"].get(notebook, 1)}
+        params.update({k: v for k, v in overrides.items() if k not in fields})
+        return params
     params = deepcopy(spec["common"])
     params.update(deepcopy(spec.get(notebook, {})))
-    params.update(overrides or {})
+    params.update(overrides)
     return params

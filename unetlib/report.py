@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metrics
+from unetlib.provenance import write_json_atomic
 
 EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
@@ -115,3 +116,87 @@ def benchmark_table(data: Mapping[str, Any], columns: list[str] | None = None) -
         body += "\nSpeed-ups (ratio of images per second): " + "; ".join(
             f"{name}: {ratio:.2f}x" for name, ratio in speedups.items()) + ".\n"
     return head + body
+
+
+def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
+                      runs: dict[str, dict], command: str | None = None, **extra: Any) -> Path:
+    """Write ``book/results/<experiment>.json``: data set, profile, metrics of each run,
+    hardware, wall time and the command that reproduces it, as the book's results table reads
+    them. Inside a notebook the command is the pipeline's (``python -m unetlib.book run
+    --profile P --only EXPERIMENT``), not the kernel's."""
+    first = next(iter(runs.values()))
+    if command is None:
+        command = first["command"]
+        if "ipykernel" in command or "kernel" in command:
+            from unetlib.book import pipeline_command
+
+            command = pipeline_command(profile, [experiment])
+    data = {
+        "experiment": experiment,
+        "dataset": first["dataset"],
+        "profile": profile,
+        "metrics": {name: r["metrics"] for name, r in runs.items()},
+        "runs": {name: {k: r[k] for k in ("run", "config", "best_step", "steps_done",
+                                           "stopped_early", "train_seconds", "wall_seconds",
+                                           "history", "per_image", "frames")}
+                 for name, r in runs.items()},
+        "thresholds": {name: r.get("threshold") for name, r in runs.items()},
+        # each instance method's parameters, how they were chosen (the validation scan) and its
+        # test scores: the paper's connected components and the seeded watershed
+        "instances": {name: r["instances"] for name, r in runs.items() if "instances" in r},
+        "hardware": first["hardware"],
+        "wall_seconds": round(sum(r["wall_seconds"] for r in runs.values()), 1),
+        "command": command,
+        **extra,
+    }
+    return write_json_atomic(path, data)
+
+
+METHOD_LABELS = {"components": "paper's way: connected components",
+                 "watershed": "beyond the paper: seeded watershed"}
+
+
+def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Over the runs of several seeds: for each instance method the test SEG, pixel IoU, merges
+    and splits of every seed, their mean and sample standard deviation (0 for one seed)."""
+    import numpy as np
+
+    out: dict[str, dict[str, Any]] = {}
+    for method in METHOD_LABELS:
+        recs = [r["instances"][method]["metrics"] for r in runs.values() if "instances" in r]
+        if not recs:
+            continue
+        entry: dict[str, Any] = {"seeds": len(recs)}
+        for key in ("seg", "iou", "merges", "splits"):
+            values = [float(m[key]) for m in recs]
+            entry[key] = {"values": values, "mean": float(np.mean(values)),
+                          "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+        out[method] = entry
+    return out
+
+
+def _mean_sd(entry: Mapping[str, Any]) -> str:
+    if len(entry["values"]) == 1:
+        return f"{entry['mean']:.3f}"
+    return (f"{entry['mean']:.3f} ± {entry['sd']:.3f} "
+            f"({min(entry['values']):.3f}–{max(entry['values']):.3f})")
+
+
+def headline_table(summary: Mapping[str, Any], dataset: str) -> str:
+    """Markdown: SEG and pixel IoU of each instance method (mean ± sd over seeds, range), beside
+    the paper's SEG for ``dataset`` and the Keras reproduction's pixel IoU on DIC-HeLa."""
+    lines = ["| instances | SEG | pixel IoU | merges / frame | splits / frame |",
+             "| --- | --- | --- | --- | --- |"]
+    for method, label in METHOD_LABELS.items():
+        if method in summary:
+            s = summary[method]
+            lines.append(f"| this book, {label} ({s['seeds']} seeds) | {_mean_sd(s['seg'])} | "
+                         f"{_mean_sd(s['iou'])} | {s['merges']['mean']:.2f} | "
+                         f"{s['splits']['mean']:.2f} |")
+    if dataset in PAPER and "seg" in PAPER[dataset]:
+        seg = PAPER[dataset]["seg"]
+        lines.append(f"| Ronneberger et al. 2015 (paper) | {seg:.4f} | – | – | – |")
+    if dataset == "DIC-C2DH-HeLa":
+        iou = KERAS_REPRODUCTION["with augmentation"]["iou"]
+        lines.append(f"| Keras reproduction (with augmentation) | – | {iou:.3f} | – | – |")
+    return "\n".join(lines)

@@ -107,6 +107,18 @@ def _plan(depth: int, padding: str, tile: int, margin: int | None) -> tuple[int,
     return stride, margin
 
 
+def check_tile(depth: int, padding: str, tile: int, name: str = "tile") -> None:
+    """Raise ValueError (naming ``name``) unless ``tile`` is a valid square *input* tile for a
+    U-Net of ``depth`` and ``padding`` (for the paper's network: 572 is, its 388 output is not)."""
+    if not isinstance(tile, int) or isinstance(tile, bool):
+        raise ValueError(f"{name} must be an int, got {tile!r}")
+    try:
+        _plan(depth, padding, tile, None)
+    except ValueError as e:
+        raise ValueError(f"{name}={tile} is not a valid input tile for depth={depth}, "
+                         f"padding={padding!r}: {e}") from None
+
+
 def padded_extent(size: int, tile: int, stride: int, margin: int) -> tuple[int, int, int]:
     """(number of tiles, pad before, pad after) along one axis of length ``size``."""
     n = max(1, math.ceil(size / stride))

@@ -22,15 +22,13 @@ the papermill ``parameters`` cells of the training notebooks mirror :class:`Trai
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,138 +37,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from unetlib.config import AUGMENT_PARTS, TrainConfig, augment_parts, parser
+from unetlib.evaluate import evaluate_model, predict_frames, validation_scores
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.provenance import command_line, hardware, write_json_atomic
-
-AUGMENT_PARTS = ("shift", "rotation", "elastic", "gray", "flip")
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a training run. Field names are the papermill parameters and CLI flags."""
-
-    # data
-    dataset: str = "synthetic"
-    data_root: str | None = None
-    n_train: int = 0  # frames of the train split to use; 0 = all
-    n_test: int = 0  # frames of the test split to evaluate; 0 = all
-    val_fraction: float = 0.2  # of the train frames, held out for validation
-    image_size: int = 256  # side of the training crops (the network's input)
-    # model (unetlib.UNet)
-    depth: int = 5
-    base_channels: int = 64
-    padding: str = "valid"
-    batch_norm: bool = False
-    dropout: float = 0.5
-    up_mode: str = "transpose"
-    # loss
-    loss: str = "weighted_ce"  # "weighted_ce" (paper eq. 1 with eq. 2) or "bce_dice"
-    w0: float = 10.0  # border weight of eq. 2; 0 = class balance only
-    sigma: float = 5.0
-    class_weights: str | None = "balanced"
-    # augmentation: "all", "none", or a comma-separated subset of AUGMENT_PARTS
-    augment: str = "all"
-    elastic_sigma: float = 10.0
-    elastic_points: int = 3
-    # optimisation
-    optimizer: str = "sgd"  # "sgd" (paper), "nesterov" (Keras reproduction), "adam" (AMSGrad)
-    lr: float = 0.01
-    momentum: float = 0.99
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"  # "constant" (paper) or "poly": lr (1 - step/steps)^0.9 (nnU-Net)
-    steps: int = 1000
-    batch_size: int = 1
-    eval_every: int = 100
-    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
-    # evaluation
-    tile: int | None = None  # output tile of overlap-tile prediction; None = predict_tiled's
-    tta: bool = False
-    threshold: float = 0.5
-    # pick the threshold with the best validation IoU (THRESHOLD_GRID) instead of ``threshold``;
-    # the test split never takes part in the choice
-    tune_threshold: bool = False
-    min_size: int = 64  # predicted components smaller than this (pixels) are dropped (specks)
-    # run
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    out_dir: str = "runs"
-    resume: bool = True
-    reuse: bool = True
-    progress: bool = True
-    extra: dict = field(default_factory=dict)  # free-form notes stored with the run
-
-    def __post_init__(self) -> None:
-        choices = {
-            "padding": ("valid", "same"),
-            "loss": ("weighted_ce", "bce_dice"),
-            "optimizer": ("sgd", "nesterov", "adam"),
-            "lr_schedule": ("constant", "poly"),
-            "up_mode": ("transpose", "bilinear"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("steps", "batch_size", "eval_every", "image_size", "depth", "base_channels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        augment_parts(self.augment)  # validates
-
-    def key(self) -> str:
-        """A short hash of everything that changes the result (not where or how it is shown)."""
-        skip = {"out_dir", "resume", "reuse", "progress", "device", "extra"}
-        spec = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-
-    def run_name(self) -> str:
-        return f"{self.dataset}-{self.key()}"
-
-
-def augment_parts(spec: str) -> tuple[str, ...]:
-    """``"all"``, ``"none"`` or ``"elastic,flip"`` -> the tuple of enabled parts."""
-    spec = (spec or "none").strip().lower()
-    if spec == "all":
-        return AUGMENT_PARTS
-    if spec in ("none", ""):
-        return ()
-    parts = tuple(p.strip() for p in spec.split(",") if p.strip())
-    bad = [p for p in parts if p not in AUGMENT_PARTS]
-    if bad:
-        raise ValueError(f"augment: unknown part(s) {bad}; choose from {AUGMENT_PARTS}, all, none")
-    return parts
-
-
-def config_from(params: dict[str, Any], **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a mapping that may hold other names too (a notebook's
-    ``globals()`` after its papermill ``parameters`` cell): known fields are taken, the rest
-    ignored."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in params.items() if k in names}
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def with_available_data(config: TrainConfig) -> TrainConfig:
-    """``config`` itself if its data set can be loaded; otherwise the same run on the synthetic
-    data set, with a loud message (so that a fresh clone without the real data still runs)."""
-    from unetlib.data import load_dataset
-
-    if config.dataset == "synthetic":
-        return config
-    try:
-        load_dataset(config.dataset, "test", config.data_root)
-        return config
-    except (FileNotFoundError, ValueError) as err:
-        print(f"*** {config.dataset} is not available ({err}).\n"
-              f"*** Falling back to the synthetic data set: the numbers below are NOT about "
-              f"{config.dataset}. Get the data with `python -m unetlib.data fetch "
-              f"{config.dataset}` or set UNETLIB_DATA.", flush=True)
-        return dataclasses.replace(config, dataset="synthetic")
-
 
 # ------------------------------------------------------------------------------------------------
 # data
@@ -214,7 +84,10 @@ def load_splits(config: TrainConfig) -> tuple[list, list, list]:
     """(train, validation, test) sample lists for ``config``."""
     from unetlib.data import load_dataset
 
-    train_all = list(load_dataset(config.dataset, "train", config.data_root))
+    options = {}
+    if config.truth != "gold":  # the test split is always scored against the gold truth
+        options = {"truth": config.truth, "frames_without_mask": "skip"}
+    train_all = list(load_dataset(config.dataset, "train", config.data_root, **options))
     test = list(load_dataset(config.dataset, "test", config.data_root))
     if config.n_train:
         train_all = train_all[: config.n_train]
@@ -306,132 +179,6 @@ def compute_loss(config: TrainConfig, logits: torch.Tensor, target: torch.Tensor
 
 # ------------------------------------------------------------------------------------------------
 # evaluation
-
-
-@torch.no_grad()
-def predict_frames(model: nn.Module, images: torch.Tensor | list, config: TrainConfig,
-                   batch_size: int = 4) -> list[np.ndarray]:
-    """Foreground probability (H, W) of each frame by overlap-tile prediction."""
-    from unetlib.tiling import predict_tiled
-
-    out = []
-    for image in images:
-        probs = predict_tiled(model, image, tile=config.tile, batch_size=batch_size,
-                              tta=config.tta)
-        out.append(probs[1].float().cpu().numpy())
-    return out
-
-
-def validation_scores(probs: list[np.ndarray], frames: Frames, config: TrainConfig) -> dict:
-    """Validation loss (the training energy on whole frames), pixel F1 and IoU."""
-    from unetlib.metrics import f1, iou
-
-    eps = 1e-7
-    losses, f1s, ious = [], [], []
-    for k, p in enumerate(probs):
-        t = frames.targets[k].cpu().numpy()
-        ce = -np.log(np.clip(np.where(t == 1, p, 1.0 - p), eps, 1.0))
-        w = frames.weights[k].cpu().numpy() if frames.weights is not None else 1.0
-        losses.append(float(np.mean(w * ce)))
-        pred = p > config.threshold
-        f1s.append(f1(pred, t == 1))
-        ious.append(iou(pred, t == 1))
-    return {"val_loss": float(np.mean(losses)), "val_f1": float(np.mean(f1s)),
-            "val_iou": float(np.mean(ious))}
-
-
-THRESHOLD_GRID: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
-
-
-def choose_threshold(probs: list[np.ndarray], labels: list[np.ndarray],
-                     grid: tuple[float, ...] = THRESHOLD_GRID) -> tuple[float, dict[str, float]]:
-    """The threshold on the cell probability with the best mean pixel IoU against the cells
-    (``labels > 0``, as the test metrics compare) over ``grid``, and the IoU at each threshold.
-
-    The paper takes the argmax of the softmax, i.e. 0.5. A network trained with the border
-    weights of eq. 2 and class balancing can be calibrated away from 0.5 (it under-segments
-    when the test cells look unlike the training ones), so the threshold is a free parameter
-    of the prediction; choosing it on the validation frames keeps the test split unseen. Ties
-    go to the threshold nearest 0.5.
-    """
-    from unetlib.metrics import iou
-
-    if not probs:
-        raise ValueError("choose_threshold needs at least one validation frame")
-    if len(probs) != len(labels):
-        raise ValueError(f"{len(probs)} probability maps but {len(labels)} label images")
-    cells = [np.asarray(lab) > 0 for lab in labels]
-    scan = {f"{t:.2f}": float(np.mean([iou(p > t, c) for p, c in zip(probs, cells, strict=True)]))
-            for t in grid}
-    best = max(grid, key=lambda t: (round(scan[f"{t:.2f}"], 12), -abs(t - 0.5)))
-    return float(best), scan
-
-
-def _threshold_record(result: dict) -> dict:
-    # runs saved before tune_threshold existed have no record: they used the fixed threshold
-    return result.get("threshold") or {"value": result["config"]["threshold"],
-                                       "chosen_on": "fixed"}
-
-
-def result_threshold(result: dict) -> float:
-    """The threshold a run's test metrics used (the validation-chosen one, if it tuned)."""
-    return float(_threshold_record(result)["value"])
-
-
-def describe_threshold(result: dict) -> str:
-    """One sentence on a run's threshold, for the book: which, how chosen, and what the fixed
-    threshold would have scored."""
-    th = _threshold_record(result)
-    if th["chosen_on"] != "validation":
-        return f"Threshold {th['value']:.2f} (fixed)."
-    val_iou = th["val_iou"][f"{th['value']:.2f}"]
-    text = (f"Threshold {th['value']:.2f}, the best validation IoU ({val_iou:.3f}) over "
-            f"{len(th['val_iou'])} thresholds")
-    fixed = th.get("test_at_fixed")
-    if fixed:
-        text += (f"; at the fixed {result['config']['threshold']:.2f} the test IoU would be "
-                 f"{fixed['iou']:.3f} and SEG {fixed['seg']:.3f}")
-    return text + "."
-
-
-def test_metrics(probs: list[np.ndarray], labels: list[np.ndarray], config: TrainConfig,
-                 challenge_scores: bool = True) -> dict:
-    """Metrics on the test split, averaged over frames (per-frame values kept too).
-
-    Pixel IoU/F1/error compare the thresholded foreground with the ground truth's cells; SEG
-    (the Cell Tracking Challenge's measure, the paper's "IoU" for the cell data sets) and the
-    split/merge counts compare instances: connected components of the thresholded foreground.
-    For ISBI 2012 the challenge's Rand, information and pixel errors (best over thresholds) and
-    the warping error are added (unless ``challenge_scores`` is false).
-    """
-    from unetlib import metrics as M
-
-    per_image, jaccards = [], []
-    for p, lab in zip(probs, labels, strict=True):
-        gt_fg = lab > 0
-        pred_fg = p > config.threshold
-        inst = M.instance_labels_from_probability(p, threshold=config.threshold,
-                                                  min_size=config.min_size)
-        jac = M.seg_jaccards(inst, lab)[1]
-        jaccards.append(jac)
-        row = {
-            "iou": M.iou(pred_fg, gt_fg),
-            "f1": M.f1(pred_fg, gt_fg),
-            "pixel_error": M.pixel_error(pred_fg, gt_fg),
-            "seg": float(jac.mean()) if jac.size else float("nan"),
-        }
-        row.update({k: v for k, v in M.split_merge_counts(inst, lab).items()
-                    if isinstance(v, (int, float))})
-        if challenge_scores and config.dataset == "isbi2012":
-            row.update({f"isbi_{k}": v for k, v in M.isbi_scores(p, lab).items()
-                        if isinstance(v, (int, float))})
-        per_image.append(row)
-    summary = {k: float(np.nanmean([r[k] for r in per_image])) for k in per_image[0]}
-    # the challenge's SEG averages over every reference cell of the sequence, not over frames
-    pooled = np.concatenate(jaccards) if jaccards else np.zeros(0)
-    summary["seg"] = float(pooled.mean()) if pooled.size else float("nan")
-    summary["cells"] = int(pooled.size)
-    return {"mean": summary, "per_image": per_image}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -606,7 +353,9 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                 running, run_f1 = [], []
                 if val_f is not None:
                     row.update(validation_scores(
-                        predict_frames(model, val_f.images, config), val_f, config))
+                        predict_frames(model, val_f.images, config), val_f.targets.cpu().numpy(),
+                        val_f.weights.cpu().numpy() if val_f.weights is not None else None,
+                        config.threshold))
                     if row["val_loss"] < best["val_loss"]:
                         best = {"val_loss": row["val_loss"], "step": step,
                                 "state": {k: v.detach().cpu().clone()
@@ -625,6 +374,11 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                     "best_val_loss": best["val_loss"], "best_step": best["step"],
                     "best_model": best["state"], "rng": rng,
                 })
+                if config.keep_checkpoints:
+                    from unetlib.model import save_checkpoint
+
+                    save_checkpoint(run_dir / "checkpoints" / f"step{step:06d}.pt", model,
+                                    step=step, key=config.key())
                 if config.patience and stale >= config.patience:
                     stop[0] = 1
             if world > 1:
@@ -645,20 +399,13 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     from unetlib.model import save_checkpoint
 
     save_checkpoint(run_dir / "best.pt", model, step=best["step"] or step, run=config.run_name())
-    threshold = {"value": config.threshold, "chosen_on": "fixed"}
-    eval_config = config
-    if config.tune_threshold and val_f is not None:
-        value, scan = choose_threshold(predict_frames(model, val_f.images, config), val_f.labels)
-        threshold = {"value": value, "chosen_on": "validation", "val_iou": scan}
-        eval_config = dataclasses.replace(config, threshold=value)
-    test_probs = predict_frames(model, [s.image for s in test_s], config)
-    test_labels = [np.asarray(s.labels) for s in test_s]
-    metrics = test_metrics(test_probs, test_labels, eval_config)
-    if eval_config.threshold != config.threshold:
-        # the fixed threshold's pixel and SEG scores too, so the choice's effect is on record
-        at_fixed = test_metrics(test_probs, test_labels, config, challenge_scores=False)["mean"]
-        threshold["test_at_fixed"] = {k: at_fixed[k] for k in
-                                      ("iou", "f1", "pixel_error", "seg", "splits", "merges")}
+    # evaluation: instance parameters chosen on validation SEG, then the test frames
+    instances = evaluate_model(
+        model, config, val_f.images if val_f is not None else [],
+        val_f.labels if val_f is not None else [], [s.image for s in test_s],
+        [np.asarray(s.labels) for s in test_s])
+    paper_way = instances["components"]
+    threshold = {"value": paper_way["params"]["threshold"], "chosen_on": paper_way["chosen_on"]}
     result = {
         "run": config.run_name(),
         "config": _config_dict(config, comparable=True),
@@ -669,9 +416,10 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         "best_step": best["step"] or step,
         "steps_done": step,
         "stopped_early": stopped_early,
-        "metrics": metrics["mean"],
+        "metrics": paper_way["metrics"],
         "threshold": threshold,
-        "per_image": metrics["per_image"],
+        "instances": instances,
+        "per_image": paper_way["per_image"],
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - start, 1),
         "world_size": world,
@@ -697,82 +445,17 @@ def _apply_augment(augment: nn.Module, image: torch.Tensor, target: torch.Tensor
 def _config_dict(config: TrainConfig, comparable: bool = False) -> dict:
     d = dataclasses.asdict(config)
     if comparable:
-        for k in ("out_dir", "resume", "reuse", "progress"):
+        for k in ("out_dir", "resume", "reuse", "progress", "keep_checkpoints"):
             d.pop(k, None)
     return d
-
-
-def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
-                      runs: dict[str, dict], command: str | None = None, **extra: Any) -> Path:
-    """Write ``book/results/<experiment>.json``: data set, profile, metrics of each run,
-    hardware, wall time and the command that reproduces it, as the book's results table reads
-    them. Inside a notebook the command is the pipeline's (``python -m unetlib.book run
-    --profile P --only EXPERIMENT``), not the kernel's."""
-    first = next(iter(runs.values()))
-    if command is None:
-        command = first["command"]
-        if "ipykernel" in command or "kernel" in command:
-            from unetlib.book import pipeline_command
-
-            command = pipeline_command(profile, [experiment])
-    data = {
-        "experiment": experiment,
-        "dataset": first["dataset"],
-        "profile": profile,
-        "metrics": {name: r["metrics"] for name, r in runs.items()},
-        "runs": {name: {k: r[k] for k in ("run", "config", "best_step", "steps_done",
-                                           "stopped_early", "train_seconds", "wall_seconds",
-                                           "history", "per_image", "frames")}
-                 for name, r in runs.items()},
-        "thresholds": {name: r.get("threshold") for name, r in runs.items()},
-        "hardware": first["hardware"],
-        "wall_seconds": round(sum(r["wall_seconds"] for r in runs.values()), 1),
-        "command": command,
-        **extra,
-    }
-    return write_json_atomic(path, data)
 
 
 # ------------------------------------------------------------------------------------------------
 # command line
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m unetlib.train",
-                                description="Train and evaluate a U-Net (see unetlib.train).")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        default = f.default
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            p.add_argument(flag, type=_bool, default=default, metavar="true|false")
-        elif f.name in ("data_root", "class_weights"):
-            p.add_argument(flag, default=default, type=_none_or(str))
-        elif f.name == "tile":
-            p.add_argument(flag, default=default, type=_none_or(int))
-        else:
-            p.add_argument(flag, default=default, type=type(default))
-    return p
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _none_or(kind):
-    def convert(text: str):
-        return None if text.lower() == "none" else kind(text)
-
-    return convert
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = vars(_parser().parse_args(argv))
+    args = vars(parser().parse_args(argv))
     try:
         with sigterm_as_interrupt():
             result = train(TrainConfig(**args))

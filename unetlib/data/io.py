@@ -78,6 +78,8 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
 
 def _to_2d(arr: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     arr = np.squeeze(np.asarray(arr))
+    if arr.size == 0:
+        raise ValueError(f"{path}: no image data (a truncated or corrupt file?)")
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
             rgb = arr[..., :3].astype(np.float64)

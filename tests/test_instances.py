@@ -1,0 +1,150 @@
+"""unetlib.instances: cells from a probability map, the paper's way and by seeded watershed, and
+the choice of their parameters by validation SEG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unetlib import metrics as M
+from unetlib.instances import (
+    GRIDS,
+    METHODS,
+    InstanceParams,
+    choose_instances,
+    instances_from_probability,
+    pooled_seg,
+)
+
+
+def two_touching_cells(gap: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """Two 20x20 cells side by side; the probability is 0.99 in their cores, 0.8 near their
+    edges and ``gap`` on the column where they touch (a faint gap, as a short-trained network
+    draws it)."""
+    lab = np.zeros((40, 60), np.int32)
+    lab[10:30, 10:30], lab[10:30, 30:50] = 1, 2
+    prob = np.where(lab > 0, 0.8, 0.02)
+    prob[14:26, 14:26] = prob[14:26, 34:46] = 0.99
+    prob[10:30, 29:31] = gap
+    return prob, lab
+
+
+def test_components_is_the_paper_way_and_merges_a_faint_gap():
+    prob, lab = two_touching_cells(gap=0.6)
+    paper = instances_from_probability(prob, method="components", threshold=0.5, min_size=0)
+    assert paper.max() == 1  # the gap (0.6) is above the threshold: one blob
+    assert np.array_equal(paper, M.instance_labels_from_probability(prob, 0.5, 0))
+    assert M.split_merge_counts(paper, lab)["merges"] == 1
+    # a threshold above the gap separates them (the paper's way, tuned)
+    assert instances_from_probability(prob, threshold=0.7, min_size=0).max() == 2
+
+
+def test_watershed_separates_touching_cells_from_their_cores():
+    prob, lab = two_touching_cells(gap=0.6)
+    ws = instances_from_probability(prob, method="watershed", threshold=0.5,
+                                    seed_threshold=0.95, min_size=0)
+    assert ws.max() == 2
+    assert M.seg_measure(ws, lab) > 0.9
+    # every foreground pixel is assigned: the foreground equals the thresholded map
+    assert np.array_equal(ws > 0, prob > 0.5)
+
+
+def test_watershed_keeps_foreground_without_a_seed():
+    prob, _ = two_touching_cells()
+    prob[2:6, 2:6] = 0.7  # a faint object with no confident core
+    ws = instances_from_probability(prob, method="watershed", threshold=0.5,
+                                    seed_threshold=0.95, min_size=0)
+    assert ws.max() == 3 and (ws[2:6, 2:6] > 0).all()
+
+
+def test_watershed_with_low_seeds_equals_components():
+    prob, _ = two_touching_cells()
+    rng = np.random.default_rng(0)
+    prob = np.clip(prob + rng.normal(0, 0.1, prob.shape), 0, 1)
+    ws = instances_from_probability(prob, method="watershed", threshold=0.5, seed_threshold=0.5,
+                                    min_size=5)
+    cc = instances_from_probability(prob, method="components", threshold=0.5, min_size=5)
+    # the same partition (labels may be numbered differently)
+    assert ws.max() == cc.max()
+    assert M.seg_measure(ws, cc) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_min_size_drops_specks_and_numbers_cells_from_one(method):
+    prob, _ = two_touching_cells(gap=0.1)
+    prob[1, 1] = prob[38, 58] = 0.999  # two one-pixel specks
+    lab = instances_from_probability(prob, method=method, threshold=0.5, seed_threshold=0.95,
+                                     min_size=2)
+    assert lab.dtype == np.int32 and lab[1, 1] == 0 and lab[38, 58] == 0
+    assert sorted(np.unique(lab)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"method": "hysteresis"}, "method"), ({"threshold": 1.0}, "threshold"),
+    ({"seed_threshold": 0.0}, "seed_threshold"), ({"min_size": -1}, "min_size"),
+    ({"min_size": 2.5}, "min_size"),
+])
+def test_bad_parameters_are_named(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        InstanceParams(**kwargs)
+
+
+def test_bad_probability_is_an_error():
+    with pytest.raises(ValueError, match="2D float"):
+        instances_from_probability(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="2D float"):
+        instances_from_probability(np.zeros((4, 4), np.int32))
+
+
+def test_params_are_callable_and_describe_themselves():
+    prob, _ = two_touching_cells()
+    params = InstanceParams("watershed", 0.5, 0.95, 0)
+    assert np.array_equal(params(prob), instances_from_probability(prob, params))
+    assert "seeded watershed" in params.describe() and "0.95" in params.describe()
+    assert "seed_threshold" not in InstanceParams().as_dict()
+
+
+def test_pooled_seg_weighs_cells_not_frames():
+    a = np.zeros((10, 10), np.int32)
+    a[:5, :5] = 1
+    b = np.zeros((10, 10), np.int32)
+    b[:2, :2], b[5:7, 5:7], b[8:10, 8:10] = 1, 2, 3
+    # frame a found perfectly (1 cell), frame b not at all (3 cells): 1/4, not the frames' 1/2
+    assert pooled_seg([a, np.zeros_like(b)], [a, b]) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_choose_instances_maximises_validation_seg(method):
+    prob, lab = two_touching_cells(gap=0.6)
+    params, scan = choose_instances([prob, prob], [lab, lab], method)
+    best = max(row["seg"] for row in scan)
+    assert best > 0.9
+    assert pooled_seg([params(prob)] * 2, [lab, lab]) == pytest.approx(best)
+    # every grid point was tried (the watershed skips seeds at or under the threshold)
+    grid = GRIDS[method]
+    n = len(grid["threshold"]) * len(grid["min_size"])
+    if method == "watershed":
+        n = len(grid["min_size"]) * sum(s > t for t in grid["threshold"]
+                                        for s in grid["seed_threshold"])
+    assert len(scan) == n
+    if method == "components":
+        assert params.threshold >= 0.6  # p > threshold leaves the faint gap (0.6) out
+
+
+def test_choose_instances_tie_break_is_reproducible():
+    prob, lab = two_touching_cells(gap=0.1)
+    a, _ = choose_instances([prob], [lab], "components")
+    b, _ = choose_instances([prob], [lab], "components")
+    assert a == b and a.min_size == min(GRIDS["components"]["min_size"])
+
+
+def test_choose_instances_rejects_bad_input():
+    prob, lab = two_touching_cells()
+    with pytest.raises(ValueError, match="2 probability maps but 1 label"):
+        choose_instances([prob, prob], [lab])
+    with pytest.raises(ValueError, match="at least one"):
+        choose_instances([], [])
+    with pytest.raises(ValueError, match="method"):
+        choose_instances([prob], [lab], "magic")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        choose_instances([prob], [lab], "components", {"threshold": (0.5,), "sigma": (1,)})

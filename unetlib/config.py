@@ -1,0 +1,234 @@
+"""Every option of a training run, in one dataclass, and its command line.
+
+``TrainConfig`` fields are the CLI flags of ``python -m unetlib.train`` (``--n-train 4``) and the
+names a profile (:mod:`unetlib.profiles`) and a notebook's ``overrides`` use. Values are checked
+when the config is built, each error naming its field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+AUGMENT_PARTS = ("shift", "rotation", "elastic", "gray", "flip")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run. Field names are the papermill parameters and CLI flags."""
+
+    # data
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    n_train: int = 0  # frames of the train split to use; 0 = all
+    n_test: int = 0  # frames of the test split to evaluate; 0 = all
+    val_fraction: float = 0.2  # of the train frames, held out for validation
+    truth: str = "gold"  # Cell Tracking Challenge sets: "silver" trains on the silver truth
+    image_size: int = 256  # side of the training crops (the network's input)
+    # model (unetlib.UNet)
+    depth: int = 5
+    base_channels: int = 64
+    padding: str = "valid"
+    batch_norm: bool = False
+    dropout: float = 0.5
+    up_mode: str = "transpose"
+    # loss
+    loss: str = "weighted_ce"  # "weighted_ce" (paper eq. 1 with eq. 2) or "bce_dice"
+    w0: float = 10.0  # border weight of eq. 2; 0 = class balance only
+    sigma: float = 5.0
+    class_weights: str | None = "balanced"
+    # augmentation: "all", "none", or a comma-separated subset of AUGMENT_PARTS
+    augment: str = "all"
+    elastic_sigma: float = 10.0
+    elastic_points: int = 3
+    # optimisation
+    optimizer: str = "sgd"  # "sgd" (paper), "nesterov" (Keras reproduction), "adam" (AMSGrad)
+    lr: float = 0.01
+    momentum: float = 0.99
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # "constant" (paper) or "poly": lr (1 - step/steps)^0.9 (nnU-Net)
+    steps: int = 1000
+    batch_size: int = 1
+    eval_every: int = 100
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    # evaluation (unetlib.evaluate, unetlib.instances)
+    # side of the *input* tile of overlap-tile prediction (paper: 572, whose output is 388);
+    # None = predict_tiled's default
+    input_tile: int | None = None
+    tta: bool = False
+    threshold: float = 0.5  # cell probability above which a pixel is a cell (paper: argmax)
+    seed_threshold: float = 0.9  # the watershed's seeds (beyond the paper)
+    min_size: int = 64  # predicted objects smaller than this (pixels) are dropped (specks)
+    # choose threshold, seed level and min_size by the best validation SEG (instances.GRIDS)
+    # instead of the three fixed values above; the test split never takes part in the choice
+    tune_threshold: bool = False
+    # run
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    out_dir: str = "runs"
+    resume: bool = True
+    reuse: bool = True
+    keep_checkpoints: bool = False  # keep the weights of every evaluation (budget curves)
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the run
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        choices = {
+            "padding": ("valid", "same"),
+            "loss": ("weighted_ce", "bce_dice"),
+            "optimizer": ("sgd", "nesterov", "adam"),
+            "lr_schedule": ("constant", "poly"),
+            "up_mode": ("transpose", "bilinear"),
+            "truth": ("gold", "silver"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("steps", "batch_size", "eval_every", "image_size", "depth", "base_channels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("threshold", "seed_threshold"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        augment_parts(self.augment)  # validates
+        if self.input_tile is not None:  # fail now, not at the first validation of a long run
+            from unetlib.tiling import check_tile
+
+            check_tile(self.depth, self.padding, self.input_tile, name="input_tile")
+
+    def key(self) -> str:
+        """A short hash of everything that changes the result (not where or how it is shown)."""
+        skip = {"out_dir", "resume", "reuse", "progress", "device", "extra", "keep_checkpoints"}
+        spec = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+
+    def run_name(self) -> str:
+        return f"{self.dataset}-{self.key()}"
+
+
+_OPTIONAL: dict[str, type] = {"data_root": str, "class_weights": str, "input_tile": int}
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Each field holds its type (ints may stand for floats; ``-p steps=2.7`` is an error naming
+    ``steps``, not a silent truncation)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name == "extra":
+            if not isinstance(value, dict):
+                raise ValueError(f"extra must be a dict, got {value!r}")
+            continue
+        if f.name in _OPTIONAL:
+            kind, allow_none = _OPTIONAL[f.name], True
+        else:
+            kind, allow_none = type(f.default), False
+        if value is None and allow_none:
+            continue
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, f.name, float(value))
+            continue
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok:
+            expected = kind.__name__ + (" or None" if allow_none else "")
+            raise ValueError(f"{f.name} must be {expected}, got {value!r} "
+                             f"({type(value).__name__})")
+
+
+def augment_parts(spec: str) -> tuple[str, ...]:
+    """``"all"``, ``"none"`` or ``"elastic,flip"`` -> the tuple of enabled parts."""
+    spec = (spec or "none").strip().lower()
+    if spec == "all":
+        return AUGMENT_PARTS
+    if spec in ("none", ""):
+        return ()
+    parts = tuple(p.strip() for p in spec.split(",") if p.strip())
+    bad = [p for p in parts if p not in AUGMENT_PARTS]
+    if bad:
+        raise ValueError(f"augment: unknown part(s) {bad}; choose from {AUGMENT_PARTS}, all, none")
+    return parts
+
+
+def config_from(params: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping that may hold other names too (a notebook's
+    ``globals()`` after its papermill ``parameters`` cell): known fields are taken, the rest
+    ignored."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in params.items() if k in names}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def with_available_data(config: TrainConfig, allow_synthetic: bool = False) -> TrainConfig:
+    """``config`` itself if its data set is there; the same run on the synthetic data set only
+    when the data set's folder is absent *and* ``allow_synthetic`` (said loudly, and the config's
+    ``extra`` records the data set asked for). A name that is neither known nor a folder is an
+    error listing the known names; a data set that is there but broken (a corrupt frame, a
+    missing mask) is an error naming the file, never a synthetic run."""
+    from unetlib.data import DATASETS, load_dataset
+    from unetlib.paths import data_root
+
+    if config.dataset == "synthetic":
+        return config
+    folder = data_root(config.data_root) / config.dataset
+    if not folder.exists():
+        if config.dataset not in DATASETS:
+            raise ValueError(f"dataset: unknown data set {config.dataset!r} (no folder {folder}); "
+                             f"known: {', '.join(DATASETS)}")
+        if not allow_synthetic:
+            raise FileNotFoundError(
+                f"dataset {config.dataset!r}: {folder} not found. Get it with `python -m "
+                f"unetlib.data fetch {config.dataset}` or set UNETLIB_DATA / data_root")
+        print(f"*** {config.dataset} is not available ({folder} not found).\n"
+              f"*** This run uses the SYNTHETIC data set: its numbers are NOT about "
+              f"{config.dataset}. Get the data with `python -m unetlib.data fetch "
+              f"{config.dataset}` or set UNETLIB_DATA.", flush=True)
+        return dataclasses.replace(config, dataset="synthetic",
+                                   extra={**config.extra, "requested_dataset": config.dataset})
+    load_dataset(config.dataset, "test", config.data_root)  # errors name the broken file
+    return config
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m unetlib.train",
+                                description="Train and evaluate a U-Net (see unetlib.train).")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        default = f.default
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, type=_bool, default=default, metavar="true|false")
+        elif f.name in ("data_root", "class_weights"):
+            p.add_argument(flag, default=default, type=_none_or(str))
+        elif f.name == "input_tile":
+            p.add_argument(flag, default=default, type=_none_or(int))
+        else:
+            p.add_argument(flag, default=default, type=type(default))
+    return p
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _none_or(kind):
+    def convert(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    return convert

@@ -1,0 +1,249 @@
+"""Evaluation of a trained U-Net: predict whole frames, choose the instance parameters on the
+validation frames, score the test frames.
+
+- :func:`predict_frames`: the cell probability of each frame by overlap-tile prediction (Fig. 2).
+- :func:`validation_scores`: the training energy (eq. 1) and pixel scores on whole validation
+  frames, logged during training to pick the best checkpoint.
+- :func:`choose_all`: for each instance method of :mod:`unetlib.instances` (the paper's
+  connected components, and a seeded watershed beyond the paper) the parameters with the best
+  validation SEG; the test frames never take part.
+- :func:`score_split`: pixel IoU/F1/error, the Cell Tracking Challenge SEG (pooled over cells),
+  split and merge counts and, for ISBI 2012, the challenge's Rand, information and warping errors.
+- :func:`evaluate_model`: all of the above for one model; its dict is what a run's
+  ``result.json`` holds under ``instances``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unetlib import metrics as M
+from unetlib.instances import METHODS, InstanceParams, choose_instances
+
+# the pixel and instance scores copied into a record of what the fixed threshold would have given
+SUMMARY_KEYS: tuple[str, ...] = ("iou", "f1", "pixel_error", "seg", "splits", "merges")
+
+
+@torch.no_grad()
+def predict_frames(model: nn.Module, images: torch.Tensor | Sequence, config: Any,
+                   batch_size: int = 4) -> list[np.ndarray]:
+    """Cell probability (H, W) of each frame by overlap-tile prediction (``config.input_tile``:
+    the input tile; ``config.tta``: the 8-fold test-time augmentation)."""
+    from unetlib.tiling import predict_tiled
+
+    out = []
+    for image in images:
+        probs = predict_tiled(model, image, tile=config.input_tile, batch_size=batch_size,
+                              tta=config.tta)
+        out.append(probs[1].float().cpu().numpy())
+    return out
+
+
+def validation_scores(probs: list[np.ndarray], targets: Sequence[np.ndarray],
+                      weights: Sequence[np.ndarray] | None, threshold: float) -> dict[str, float]:
+    """Validation loss (the training energy of eq. 1 on whole frames), pixel F1 and IoU."""
+    eps = 1e-7
+    losses, f1s, ious = [], [], []
+    for k, p in enumerate(probs):
+        t = np.asarray(targets[k])
+        ce = -np.log(np.clip(np.where(t == 1, p, 1.0 - p), eps, 1.0))
+        w = np.asarray(weights[k]) if weights is not None else 1.0
+        losses.append(float(np.mean(w * ce)))
+        pred = p > threshold
+        f1s.append(M.f1(pred, t == 1))
+        ious.append(M.iou(pred, t == 1))
+    return {"val_loss": float(np.mean(losses)), "val_f1": float(np.mean(f1s)),
+            "val_iou": float(np.mean(ious))}
+
+
+def score_split(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                params: InstanceParams, challenge_scores: bool = False) -> dict[str, Any]:
+    """Scores of one split, averaged over frames (per-frame rows kept), for one way of making
+    instances. Pixel scores compare the instances' foreground (after the size filter) with the
+    ground truth's cells; SEG pools the Jaccard of every reference cell over all frames, as the
+    Cell Tracking Challenge does; ``cells`` is how many reference cells it pooled. With
+    ``challenge_scores`` the ISBI 2012 challenge's scores of the probability map are added."""
+    if len(probs) != len(labels):
+        raise ValueError(f"{len(probs)} probability maps but {len(labels)} label images")
+    if not probs:
+        raise ValueError("score_split needs at least one frame")
+    per_image, jaccards = [], []
+    for p, lab in zip(probs, labels, strict=True):
+        lab = np.asarray(lab)
+        inst = params(p)
+        jac = M.seg_jaccards(inst, lab)[1]
+        jaccards.append(jac)
+        fg_p, fg_g = inst > 0, lab > 0
+        row = {"iou": M.iou(fg_p, fg_g), "f1": M.f1(fg_p, fg_g),
+               "pixel_error": M.pixel_error(fg_p, fg_g),
+               "seg": float(jac.mean()) if jac.size else float("nan")}
+        row.update({k: v for k, v in M.split_merge_counts(inst, lab).items()
+                    if isinstance(v, (int, float))})
+        if challenge_scores:
+            row.update({f"isbi_{k}": v for k, v in M.isbi_scores(p, lab).items()
+                        if isinstance(v, (int, float))})
+        per_image.append(row)
+    summary = {k: float(np.nanmean([r[k] for r in per_image])) for k in per_image[0]}
+    pooled = np.concatenate(jaccards)
+    summary["seg"] = float(pooled.mean()) if pooled.size else float("nan")
+    summary["cells"] = int(pooled.size)
+    return {"mean": summary, "per_image": per_image}
+
+
+def fixed_params(config: Any, method: str) -> InstanceParams:
+    """The instance parameters a config states (used when nothing is chosen on validation)."""
+    return InstanceParams(method=method, threshold=config.threshold,
+                          seed_threshold=config.seed_threshold, min_size=config.min_size)
+
+
+def choose_all(val_probs: Sequence[np.ndarray] | None, val_labels: Sequence[np.ndarray] | None,
+               config: Any) -> dict[str, dict[str, Any]]:
+    """For each method: the parameters (chosen by validation SEG when ``config.tune_threshold``
+    and validation frames exist, else the config's fixed ones) and the validation scan."""
+    out = {}
+    for method in METHODS:
+        if config.tune_threshold and val_probs:
+            params, scan = choose_instances(val_probs, val_labels, method)
+            best = max(row["seg"] for row in scan)
+            out[method] = {"params": params, "chosen_on": "validation", "val_seg": best,
+                           "scan": scan}
+        else:
+            out[method] = {"params": fixed_params(config, method), "chosen_on": "fixed"}
+    return out
+
+
+def evaluate_model(model: nn.Module, config: Any, val_images, val_labels, test_images,
+                   test_labels) -> dict[str, Any]:
+    """Choose each instance method's parameters on the validation frames, then score the test
+    frames with them. Returns ``{method: {"params", "chosen_on", "val_seg", "scan", "metrics",
+    "per_image"}}`` plus ``"fixed"``: the paper's way at the config's fixed threshold (so the
+    choice's effect is on record)."""
+    val_probs = predict_frames(model, val_images, config) if len(val_images) else None
+    test_probs = predict_frames(model, test_images, config)
+    challenge = config.dataset == "isbi2012"
+    chosen = choose_all(val_probs, val_labels, config)
+    out: dict[str, Any] = {}
+    for method, rec in chosen.items():
+        scores = score_split(test_probs, test_labels, rec["params"],
+                             challenge_scores=challenge and method == "components")
+        out[method] = {**rec, "params": rec["params"].as_dict(), "metrics": scores["mean"],
+                       "per_image": scores["per_image"]}
+    fixed = score_split(test_probs, test_labels, fixed_params(config, "components"))["mean"]
+    out["fixed"] = {"params": fixed_params(config, "components").as_dict(),
+                    "metrics": {k: fixed[k] for k in SUMMARY_KEYS}}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# reading a run's record
+
+
+def _components_record(result: dict) -> dict:
+    inst = result.get("instances")
+    if inst:
+        return inst["components"]
+    # runs saved before the instance methods existed: the paper's way at the recorded threshold
+    th = result.get("threshold") or {"value": result["config"]["threshold"], "chosen_on": "fixed"}
+    return {"params": {"method": "components", "threshold": th["value"],
+                       "min_size": result["config"].get("min_size", 64)},
+            "chosen_on": th["chosen_on"]}
+
+
+def result_threshold(result: dict) -> float:
+    """The threshold of the paper's way (connected components) that a run's test metrics used."""
+    return float(_components_record(result)["params"]["threshold"])
+
+
+def result_params(result: dict, method: str = "components") -> InstanceParams:
+    """The instance parameters a run used for ``method`` on its test frames."""
+    rec = result["instances"][method] if method != "components" else _components_record(result)
+    return InstanceParams(**rec["params"])
+
+
+def describe_instances(result: dict) -> str:
+    """Markdown: how each method turned probabilities into cells, how its parameters were
+    chosen, and the test SEG it gave."""
+    inst = result.get("instances")
+    if not inst:
+        rec = _components_record(result)
+        return f"Paper's way: {InstanceParams(**rec['params']).describe()} ({rec['chosen_on']})."
+    lines = []
+    for method, label in (("components", "Paper's way"),
+                          ("watershed", "Beyond the paper")):
+        rec = inst[method]
+        params = InstanceParams(**rec["params"])
+        how = (f"chosen by the best validation SEG ({rec['val_seg']:.3f}) over "
+               f"{len(rec['scan'])} settings" if rec["chosen_on"] == "validation" else "fixed")
+        m = rec["metrics"]
+        lines.append(f"- **{label}**: {params.describe()}; {how}. Test SEG **{m['seg']:.3f}**, "
+                     f"pixel IoU {m['iou']:.3f}, {m['merges']:.2f} merges and {m['splits']:.2f} "
+                     "splits per frame.")
+    fixed = inst.get("fixed")
+    if fixed:
+        m = fixed["metrics"]
+        lines.append(f"- For comparison, the paper's way at the fixed threshold "
+                     f"{fixed['params']['threshold']:.2f}: test SEG {m['seg']:.3f}, "
+                     f"pixel IoU {m['iou']:.3f}.")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# the training budget
+
+
+def checkpoint_curve(result: dict, out_dir: str | os.PathLike | None = None,
+                     steps: Sequence[int] | None = None,
+                     progress: bool = False) -> list[dict[str, Any]]:
+    """Test scores against training steps from one run's kept checkpoints
+    (``keep_checkpoints=True``): for each checkpoint, each instance method's parameters are chosen
+    on the validation frames by SEG and the test frames scored with them, exactly as at the end
+    of training. One row per checkpoint: ``step``, the validation loss logged then, and for each
+    method its test SEG, pixel IoU, merges, splits and the chosen parameters."""
+    import dataclasses
+    from pathlib import Path
+
+    from unetlib.model import load_checkpoint
+    from unetlib.train import TrainConfig, load_splits
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in result["config"].items() if k in fields})
+    run_dir = (Path(out_dir) / config.run_name() if out_dir is not None
+               else Path(result["checkpoint"]).parent)
+    folder = run_dir / "checkpoints"
+    files = sorted(folder.glob("step*.pt"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no checkpoints (train with keep_checkpoints=True)")
+    _, val_s, test_s = load_splits(config)
+    val_images = [s.image for s in val_s]
+    val_labels = [np.asarray(s.labels) for s in val_s]
+    test_images = [s.image for s in test_s]
+    test_labels = [np.asarray(s.labels) for s in test_s]
+    logged = {row["step"]: row for row in result.get("history", [])}
+    rows = []
+    for path in files:
+        model, extra = load_checkpoint(path)
+        if extra.get("key") != config.key():
+            raise ValueError(f"{path}: checkpoint of another configuration")
+        step = int(extra["step"])
+        if steps is not None and step not in steps:
+            continue
+        model.eval()
+        ev = evaluate_model(model, config, val_images, val_labels, test_images, test_labels)
+        row: dict[str, Any] = {"step": step, "val_loss": logged.get(step, {}).get("val_loss")}
+        for method in (*METHODS, "fixed"):
+            m = ev[method]["metrics"]
+            row[method] = {"seg": m["seg"], "iou": m["iou"], "merges": m["merges"],
+                           "splits": m["splits"], "params": ev[method]["params"],
+                           "val_seg": ev[method].get("val_seg")}
+        rows.append(row)
+        if progress:
+            print(f"step {step}: SEG paper's way {row['components']['seg']:.3f}, watershed "
+                  f"{row['watershed']['seg']:.3f}, pixel IoU {row['components']['iou']:.3f}",
+                  flush=True)
+    return rows
