@@ -9,6 +9,8 @@ PY      := $(VENV)/bin/python
 PROFILE ?= quick
 # extra options for the pipeline runner, e.g. RUN_ARGS="--only 02_train -p steps=2000"
 RUN_ARGS ?=
+# the committed book/ is the quick profile's, run as it is; any other run gets its own folder
+BOOK_DIR := $(if $(and $(filter quick,$(PROFILE)),$(if $(strip $(RUN_ARGS)),,yes)),book,_build/runs/$(PROFILE))
 PYTEST_ARGS ?=
 
 .PHONY: setup book notebooks html test bench clean
@@ -40,14 +42,14 @@ node_modules/.setup-done: package.json
 	@touch $@
 
 notebooks: setup
-	$(PY) -m unetlib.book run --profile $(PROFILE) $(RUN_ARGS)
+	$(PY) -m unetlib.book run --profile $(PROFILE) --output-dir $(BOOK_DIR) $(RUN_ARGS)
 
 html: setup
-	$(PY) -m unetlib.book build
+	$(PY) -m unetlib.book build --book-dir $(BOOK_DIR)
 
 book: notebooks
-	$(PY) -m unetlib.book build
-	@echo "Open _build/html/index.html"
+	$(PY) -m unetlib.book build --book-dir $(BOOK_DIR)
+	@echo "Open $(if $(filter book,$(BOOK_DIR)),,$(BOOK_DIR)/)_build/html/index.html"
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

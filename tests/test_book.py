@@ -4,6 +4,7 @@ and a browser check that the built pages show typeset math and a rendered widget
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -157,6 +158,41 @@ def test_failing_notebook_names_cell_and_leaves_nothing_half_written(tmp_path):
     assert not list(out.glob(".01_data*")), "temporary files left behind"
 
 
+def test_default_output_never_overwrites_the_committed_book():
+    assert book.default_output_dir("quick") == PROJECT_ROOT / "book"
+    assert book.default_output_dir("quick", {"steps": 5}) == PROJECT_ROOT / "_build/runs/quick"
+    assert book.default_output_dir("smoke") == PROJECT_ROOT / "_build/runs/smoke"
+    assert book.default_output_dir("paper") == PROJECT_ROOT / "_build/runs/paper"
+
+
+def test_run_elsewhere_copies_the_prose_and_removes_a_killed_runs_partials(tmp_path):
+    src, out = tmp_path / "nb", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    _notebook(src / "01_data.ipynb", "y = 2",
+              params="profile = 'smoke'\ndata_root = None\ndataset = 'a'\nmax_frames = 1")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / f".02_train.{dead.pid}.abc123.ipynb"  # what kill -9 leaves behind
+    stale.write_text("{}")
+    alive = out / f".02_train.{os.getpid()}.def456.ipynb"  # a concurrent run's: kept
+    alive.write_text("{}")
+    book.run("smoke", only=["01_data"], notebooks_dir=src, output_dir=out)
+    assert not stale.exists() and alive.exists()
+    assert (out / "index.md").is_file() and (out / "method.md").is_file()
+
+
+@pytest.mark.parametrize("overrides, named", [({"steps": "abc"}, "steps"),
+                                              ({"steps": 2.7}, "steps"),
+                                              ({"input_tile": 388, "depth": 5,
+                                                "padding": "valid"}, "input_tile")])
+def test_bad_training_option_fails_before_any_notebook_runs(tmp_path, overrides, named):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=f"02_train: {named}"):
+        book.run("smoke", only=["01_data", "02_train"], overrides=overrides, output_dir=out)
+    assert not list(out.glob("*.ipynb"))
+
+
 def test_override_that_no_notebook_declares_is_an_error(tmp_path):
     src = tmp_path / "nb"
     src.mkdir()
@@ -264,7 +300,7 @@ def test_sigterm_leaves_no_partial_notebook(tmp_path):
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 120
-    while not list(out.glob(".01_data.*.ipynb")):
+    while not list(out.glob(".01_data.*.ipynb")):  # .01_data.PID.XXXX.ipynb
         assert proc.poll() is None, "the runner finished before it could be interrupted"
         assert time.monotonic() < deadline, "no temporary notebook appeared"
         time.sleep(0.05)

@@ -88,7 +88,9 @@ def run_notebook(
     import papermill as pm
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".ipynb", dir=target.parent)
+    # the pid in the name lets a later run remove what a killed run left (_remove_dead_partials)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=".ipynb",
+                               dir=target.parent)
     os.close(fd)
     start = time.perf_counter()
     try:
@@ -118,6 +120,28 @@ def run_notebook(
     _hide_default_parameters(Path(tmp))
     os.replace(tmp, target)
     return time.perf_counter() - start
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_dead_partials(folder: Path) -> list[Path]:
+    """Remove the temporary notebooks (``.NAME.PID.XXXX.ipynb``) of runs that were killed
+    (``kill -9`` leaves them; SIGTERM does not); those of live processes are left alone."""
+    removed = []
+    for path in Path(folder).glob(".*.*.*.ipynb"):
+        parts = path.name.split(".")
+        if len(parts) >= 5 and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _hide_default_parameters(notebook: Path) -> None:
@@ -159,14 +183,30 @@ def pipeline_command(profile: str, only: list[str] | None = None,
             + "".join(f" -p {k}={v}" for k, v in (overrides or {}).items()))
 
 
+BOOK_DIR = PROJECT_ROOT / "book"
+BOOK_PROFILE = "quick"  # the profile that built the committed book/
+
+
+def default_output_dir(profile: str, overrides: dict[str, Any] | None = None) -> Path:
+    """``book/`` for the book's own profile without overrides, else ``_build/runs/<profile>/``."""
+    if profile == BOOK_PROFILE and not overrides:
+        return BOOK_DIR
+    return PROJECT_ROOT / "_build" / "runs" / profile
+
+
 def run(
     profile: str = "quick",
     only: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
     notebooks_dir: Path = PROJECT_ROOT / "notebooks",
-    output_dir: Path = PROJECT_ROOT / "book",
+    output_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the notebooks of ``profile`` (all, or those in ``only``) into ``output_dir``."""
+    """Run the notebooks of ``profile`` (all, or those in ``only``) into ``output_dir``.
+
+    By default (``output_dir=None``, see :func:`default_output_dir`) only a run of the book's own
+    profile without overrides writes into ``book/``; any other run writes to
+    ``_build/runs/<profile>/`` with the book's prose pages copied beside it, so that it can be
+    built on its own and never overwrites the committed book by accident."""
     if profile not in PROFILES:
         raise ValueError(f"--profile must be one of {sorted(PROFILES)}, got {profile!r}")
     names = list(only) if only else list(NOTEBOOKS)
@@ -200,8 +240,17 @@ def run(
         missing = sorted(set(all_params[name]) - declared[name])
         if missing:
             raise ValueError(f"profile {profile!r} sets {missing}, not parameters of {name}")
+    if output_dir is None:
+        output_dir = default_output_dir(profile, overrides)
     output_dir = Path(output_dir)
     (output_dir / "results").mkdir(parents=True, exist_ok=True)
+    if output_dir.resolve() != BOOK_DIR.resolve():
+        for page in BOOK_DIR.glob("*.md"):  # the prose, so that the folder builds as a book
+            if not (output_dir / page.name).exists():
+                shutil.copy(page, output_dir / page.name)
+    for path in _remove_dead_partials(output_dir):
+        print(f"removed {path.name}, left by a killed run", flush=True)
+    print(f"writing the executed notebooks to {output_dir}", flush=True)
     failed_dir = PROJECT_ROOT / "_build" / "failed"
     manifest_path = output_dir / "results" / f"pipeline_{profile}.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -322,9 +371,15 @@ def main(argv: list[str] | None = None) -> int:
                        help="run only these notebooks")
     p_run.add_argument("-p", "--parameter", action="append", type=parse_override, default=[],
                        metavar="KEY=VALUE", help="override a notebook parameter")
-    p_run.add_argument("--output-dir", type=Path, default=PROJECT_ROOT / "book")
+    p_run.add_argument("--output-dir", type=Path, default=None,
+                       help="where the executed notebooks go (default: book/ for the quick "
+                            "profile without -p, else _build/runs/PROFILE/)")
     p_build = sub.add_parser("build", help="build the HTML with Jupyter Book")
-    p_build.add_argument("--output", type=Path, default=PROJECT_ROOT)
+    p_build.add_argument("--book-dir", type=Path, default=BOOK_DIR,
+                         help="the executed notebooks and prose to build (default book/)")
+    p_build.add_argument("--output", type=Path, default=None,
+                         help="the HTML goes to OUTPUT/_build/html (default: the project for "
+                              "book/, else the book folder itself)")
     args = parser.parse_args(argv)
     try:
         with sigterm_as_interrupt():
@@ -334,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'the notebooks' if args.only else 'all notebooks'} ran in "
                       f"{time.perf_counter() - start:.0f} s")
             else:
-                print(f"built {build(output=args.output)}")
+                output = args.output
+                if output is None:
+                    same = args.book_dir.resolve() == BOOK_DIR.resolve()
+                    output = PROJECT_ROOT if same else args.book_dir
+                print(f"built {build(book_dir=args.book_dir, output=output)}")
     except (PipelineError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
