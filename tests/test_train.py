@@ -217,3 +217,22 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
     assert r0["checksum"] == pytest.approx(single["param_checksum"], rel=1e-5)
     assert r0["history"][-1]["train_loss"] == pytest.approx(
         single["history"][-1]["train_loss"], rel=1e-4)
+
+
+def _hela() -> bool:
+    from unetlib.paths import data_root
+
+    return (data_root() / "DIC-C2DH-HeLa" / "01_ST" / "SEG").is_dir()
+
+
+@pytest.mark.skipif(not _hela(), reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_silver_truth_trains_on_silver_but_validates_and_tests_on_gold():
+    gold_train, gold_val, gold_test = T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa"))
+    train, val, test = T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa", truth="silver"))
+    assert [s.name for s in val] == [s.name for s in gold_val]  # the same gold frames
+    assert [s.name for s in test] == [s.name for s in gold_test]
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(val, gold_val, strict=True))
+    names = {s.name for s in train}
+    assert len(train) > 10 * len(gold_train)
+    assert not names & {s.name for s in val}  # validation time points are not trained on
+    assert all(s.name.split("/")[1] == "01" for s in train)  # sequence 02 stays the test

@@ -80,31 +80,45 @@ def prepare_frames(samples: list, config: TrainConfig, device: torch.device) -> 
     )
 
 
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (neighbouring frames look alike, so the
+    validation frames are spread over the sequence, not taken from its end)."""
+    return sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist())) if k else []
+
+
+def _n_val(config: TrainConfig, n: int) -> int:
+    if config.val_fraction <= 0 or n < 2:
+        return 0
+    return max(1, min(int(round(config.val_fraction * n)), n - 1))
+
+
 def load_splits(config: TrainConfig) -> tuple[list, list, list]:
-    """(train, validation, test) sample lists for ``config``."""
+    """(train, validation, test) sample lists for ``config``.
+
+    The test split is always scored against the gold truth. With ``truth="silver"`` (a Cell
+    Tracking Challenge set; beyond the paper, which trained on the gold frames) the validation
+    frames are the same gold frames the gold protocol holds out, so that the instance
+    parameters are still chosen against gold truth, and the training frames are the silver
+    masks of every other time point of the training sequences."""
     from unetlib.data import load_dataset
 
-    options = {}
-    if config.truth != "gold":  # the test split is always scored against the gold truth
-        options = {"truth": config.truth, "frames_without_mask": "skip"}
-    train_all = list(load_dataset(config.dataset, "train", config.data_root, **options))
+    gold = list(load_dataset(config.dataset, "train", config.data_root))
     test = list(load_dataset(config.dataset, "test", config.data_root))
     if config.n_train:
-        train_all = train_all[: config.n_train]
+        gold = gold[: config.n_train]
     if config.n_test:
         test = test[: config.n_test]
-    if not train_all:
+    if not gold:
         raise ValueError(f"data set {config.dataset!r} has no training frames")
-    n_val = int(round(config.val_fraction * len(train_all)))
-    if config.val_fraction > 0 and len(train_all) >= 2:
-        n_val = max(1, min(n_val, len(train_all) - 1))
+    val_idx = set(_spread(len(gold), _n_val(config, len(gold))))
+    val = [gold[i] for i in sorted(val_idx)]
+    if config.truth == "gold":
+        train = [s for i, s in enumerate(gold) if i not in val_idx]
     else:
-        n_val = 0
-    # validation frames are spread over the sequence, not its end (neighbouring frames are alike)
-    idx = np.arange(len(train_all))
-    val_idx = set(np.linspace(0, len(train_all) - 1, n_val).round().astype(int)) if n_val else set()
-    train = [train_all[i] for i in idx if i not in val_idx]
-    val = [train_all[i] for i in sorted(val_idx)]
+        silver = load_dataset(config.dataset, "train", config.data_root, truth=config.truth,
+                              frames_without_mask="skip")
+        held_out = {s.name for s in val}
+        train = [s for s in silver if s.name not in held_out]
     return train, val, test
 
 
