@@ -200,3 +200,16 @@ def headline_table(summary: Mapping[str, Any], dataset: str) -> str:
         iou = KERAS_REPRODUCTION["with augmentation"]["iou"]
         lines.append(f"| Keras reproduction (with augmentation) | – | {iou:.3f} | – | – |")
     return "\n".join(lines)
+
+
+def variant_table(summaries: Mapping[str, Mapping[str, Any]], method: str = "components") -> str:
+    """Markdown: for each variant (an ablation's arms, each summarised over seeds by
+    :func:`seed_summary`) the test SEG, pixel IoU, merges and splits of ``method``, as mean ±
+    sd (range) over the seeds."""
+    lines = [f"| variant ({METHOD_LABELS[method]}) | seeds | SEG | pixel IoU | merges / frame | "
+             "splits / frame |", "| --- | --- | --- | --- | --- | --- |"]
+    for variant, summary in summaries.items():
+        s = summary[method]
+        lines.append(f"| {variant} | {s['seeds']} | {_mean_sd(s['seg'])} | {_mean_sd(s['iou'])} "
+                     f"| {s['merges']['mean']:.2f} | {s['splits']['mean']:.2f} |")
+    return "\n".join(lines)
