@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 import unetlib.config as C
 import unetlib.evaluate as E
 import unetlib.train as T
+from unetlib.model import load_checkpoint
 
 TINY = dict(dataset="synthetic", image_size=64, n_train=4, n_test=2, depth=2, base_channels=4,
             padding="same", batch_norm=False, dropout=0.0, optimizer="adam", lr=3e-3, steps=4,
@@ -181,6 +182,109 @@ def test_kept_checkpoints_give_the_budget_curve(tmp_path):
         assert rows[-1]["components"]["seg"] == pytest.approx(r["metrics"]["seg"])
     # keeping checkpoints does not change what the run is
     assert r["run"] == tiny(tmp_path).run_name()
+
+
+def test_best_checkpoint_loads_with_weights_only(tiny_run):
+    _, r = tiny_run
+    model, extra = load_checkpoint(r["checkpoint"])
+    assert extra["step"] == r["best_step"]
+    raw = torch.load(r["checkpoint"], map_location="cpu", weights_only=True)
+    assert isinstance(raw, dict)
+    out = model(torch.rand(1, 1, 64, 64))
+    assert out.shape == (1, 2, 64, 64) and torch.isfinite(out).all()
+
+
+def test_finished_run_is_reused_not_retrained(tiny_run):
+    tmp, r = tiny_run
+    again = T.train(tiny(tmp))
+    assert again["reused"] and again["metrics"] == pytest.approx(r["metrics"])
+
+
+def test_reused_result_without_its_weights_is_recomputed(tmp_path):
+    first = T.train(tiny(tmp_path))
+    (tmp_path / "runs" / first["run"] / "best.pt").unlink()
+    again = T.train(tiny(tmp_path))
+    assert not again["reused"] and (tmp_path / "runs" / first["run"] / "best.pt").is_file()
+
+
+def test_same_seed_same_device_same_metrics(tiny_run, tmp_path):
+    _, r = tiny_run
+    again = T.train(tiny(tmp_path, reuse=False))
+    assert again["history"] == r["history"] or all(
+        a == pytest.approx(b, rel=1e-6, abs=1e-9)
+        for ha, hb in zip(again["history"], r["history"], strict=True)
+        for a, b in ((ha[k], hb[k]) for k in ha if k != "seconds"))
+    assert again["metrics"] == pytest.approx(r["metrics"], rel=1e-6, abs=1e-9)
+    assert again["param_checksum"] == pytest.approx(r["param_checksum"], rel=1e-9)
+
+
+def _kill_at_evaluation(monkeypatch, n: int) -> None:
+    """Make the ``n``-th evaluation raise KeyboardInterrupt before its checkpoint is written."""
+    calls = {"n": 0}
+    original = T.validation_scores
+
+    def killed(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(T, "validation_scores", killed)
+
+
+@pytest.mark.parametrize("kw, kill_at", [
+    # the poly schedule too: its rate is a function of the restored step
+    ({"steps": 6, "eval_every": 2, "lr_schedule": "poly"}, 2),
+    # early stopping: the patience counter and the best score come back from last.pt
+    ({"steps": 12, "eval_every": 1, "patience": 1, "lr": 0.05}, 3),  # stops early at step 11
+    ({"steps": 12, "eval_every": 1, "patience": 1, "lr": 0.05}, 11),
+    ({"steps": 12, "eval_every": 1, "patience": 2, "lr": 0.05}, 5),
+])
+def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch, kw, kill_at):
+    cfg = tiny(tmp_path, augment="all", reuse=False, **kw)
+    straight = T.train(tiny(tmp_path / "straight", augment="all", reuse=False, **kw))
+    _kill_at_evaluation(monkeypatch, kill_at)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg)
+    last = tmp_path / "runs" / cfg.run_name() / "last.pt"
+    if straight["steps_done"] > (kill_at - 1) * cfg.eval_every:
+        assert last.is_file()
+        assert torch.load(last, weights_only=True)["step"] == (kill_at - 1) * cfg.eval_every
+    assert not list(last.parent.glob(".*tmp")), "temporary checkpoint left behind"
+    monkeypatch.undo()
+    resumed = T.train(cfg)
+    for key in ("steps_done", "best_step", "stopped_early"):
+        assert resumed[key] == straight[key], key
+    assert resumed["param_checksum"] == pytest.approx(straight["param_checksum"], rel=1e-9)
+    assert resumed["metrics"] == pytest.approx(straight["metrics"], rel=1e-6, abs=1e-9)
+
+
+def test_truncated_checkpoint_names_itself_and_the_way_out(tmp_path, monkeypatch):
+    cfg = tiny(tmp_path, steps=6, eval_every=2, reuse=False)
+    _kill_at_evaluation(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg)
+    monkeypatch.undo()
+    last = tmp_path / "runs" / cfg.run_name() / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    with pytest.raises(ValueError, match="last.pt: unreadable checkpoint.*resume"):
+        T.train(cfg)
+    assert T.train(tiny(tmp_path, steps=6, eval_every=2, reuse=False, resume=False))
+
+
+def test_command_line(tmp_path, capsys):
+    args = ["--dataset", "synthetic", "--image-size", "64", "--n-train", "3", "--n-test", "1",
+            "--depth", "2", "--base-channels", "4", "--padding", "same", "--steps", "2",
+            "--eval-every", "2", "--batch-size", "1", "--input-tile", "64", "--progress",
+            "false", "--optimizer", "nesterov", "--lr", "0.01", "--out-dir", str(tmp_path)]
+    assert T.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert np.isfinite(out["metrics"]["iou"])
+
+
+def test_command_line_rejects_bad_values(capsys):
+    assert T.main(["--padding", "full", "--steps", "1"]) == 1
+    assert "padding" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------

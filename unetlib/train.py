@@ -211,11 +211,19 @@ def _save(path: Path, obj: dict) -> None:
 
 
 def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign file: say which and how to go on
+        raise ValueError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete "
+                         "it or pass resume=False (--resume false) to start the run afresh"
+                         ) from None
 
 
 def _rng_state(generator: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+    state = {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 # ------------------------------------------------------------------------------------------------
@@ -267,8 +275,14 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     run_dir = Path(config.out_dir) / config.run_name()
     result_path = run_dir / "result.json"
     if config.reuse and world == 1 and result_path.is_file():
-        cached = json.loads(result_path.read_text())
-        if cached.get("config") == _config_dict(config, comparable=True):
+        try:
+            cached = json.loads(result_path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{result_path}: not valid JSON ({err}); delete it or pass "
+                             "reuse=False") from None
+        # a result is reused only with its weights beside it; otherwise it is recomputed
+        if (cached.get("config") == _config_dict(config, comparable=True)
+                and (run_dir / "best.pt").is_file()):
             cached["reused"] = True
             return cached
 
@@ -295,6 +309,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     # resumed run continues the same random sequence on any device
     aug_gen = torch.Generator().manual_seed(config.seed * 1000 + rank + 1)
     step, history, best = 0, [], {"val_loss": math.inf, "step": 0, "state": None}
+    stale, stopped_early, train_seconds = 0, False, 0.0
     last_path = run_dir / "last.pt"
     if config.resume and last_path.is_file():
         ckpt = _load(last_path)
@@ -307,6 +322,11 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
             torch.set_rng_state(ckpt["rng"]["torch"])
             sampler.set_state(ckpt["rng"]["sampler"])
             aug_gen.set_state(ckpt["rng"]["aug"])
+            if "cuda" in ckpt["rng"] and device.type == "cuda":
+                torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+            # early stopping's state: a resumed run stops exactly where the straight one did
+            stale, stopped_early = int(ckpt.get("stale", 0)), bool(ckpt.get("stopped", False))
+            train_seconds = float(ckpt.get("train_seconds", 0.0))
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
@@ -318,9 +338,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
 
     bar = tqdm(total=config.steps, initial=step, disable=not config.progress or rank != 0,
                desc=f"train {config.run_name()}", unit="step")
-    running, run_f1, stale, stopped_early = [], [], 0, False
-    train_seconds = 0.0
-    while step < config.steps:
+    running, run_f1 = [], []
+    while step < config.steps and not stopped_early:
         t0 = time.perf_counter()
         net.train()
         image, target, weight = sample_batch(train_f, config.batch_size, config.image_size,
@@ -382,19 +401,20 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                                    for k, v in row.items()), file=sys.stderr)
                 rng = _rng_state(sampler)
                 rng["aug"] = aug_gen.get_state()
+                if config.patience and stale >= config.patience:
+                    stop[0] = 1
                 _save(last_path, {
                     "key": config.key(), "step": step, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "history": history,
                     "best_val_loss": best["val_loss"], "best_step": best["step"],
-                    "best_model": best["state"], "rng": rng,
+                    "best_model": best["state"], "rng": rng, "stale": stale,
+                    "stopped": bool(stop.item()), "train_seconds": train_seconds,
                 })
                 if config.keep_checkpoints:
                     from unetlib.model import save_checkpoint
 
                     save_checkpoint(run_dir / "checkpoints" / f"step{step:06d}.pt", model,
                                     step=step, key=config.key())
-                if config.patience and stale >= config.patience:
-                    stop[0] = 1
             if world > 1:
                 dist.broadcast(stop, src=0)
             if stop.item():
