@@ -106,7 +106,7 @@ def test_every_train_config_field_can_be_overridden(field):
         value = "x"
     choices = {"padding": "same", "loss": "bce_dice", "optimizer": "adam", "lr_schedule": "poly",
                "up_mode": "bilinear", "truth": "silver", "augment": "none", "dataset": "isbi2012",
-               "device": "cpu", "out_dir": "elsewhere"}
+               "device": "cpu", "out_dir": "elsewhere", "select_by": "val_seg"}
     value = choices.get(field, value)
     params = parameters("smoke", "02_train", {field: value})
     assert getattr(train_config("smoke", "02_train", **params["overrides"]), field) == value

@@ -168,6 +168,18 @@ def test_instance_parameters_come_from_validation_seg_only(tmp_path, monkeypatch
     assert r["run"] != tiny(tmp_path).run_name()
 
 
+def test_select_by_val_seg_keeps_the_checkpoint_with_the_best_validation_seg(tmp_path):
+    r = T.train(tiny(tmp_path, select_by="val_seg", steps=6, eval_every=2, tune_threshold=True))
+    rows = r["history"]
+    for row in rows:
+        assert row["val_seg"] == max(row["val_seg_components"], row["val_seg_watershed"])
+    best = max(rows, key=lambda row: (row["val_seg"], -row["step"]))  # first of the best
+    assert r["best_step"] == best["step"]
+    # the restored weights score that validation SEG again at the end
+    chosen = max(r["instances"]["components"]["val_seg"], r["instances"]["watershed"]["val_seg"])
+    assert chosen == pytest.approx(best["val_seg"])
+
+
 def test_kept_checkpoints_give_the_budget_curve(tmp_path):
     r = T.train(tiny(tmp_path, keep_checkpoints=True, steps=4, eval_every=2))
     folder = tmp_path / "runs" / r["run"] / "checkpoints"

@@ -55,6 +55,10 @@ class TrainConfig:
     batch_size: int = 1
     eval_every: int = 100
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    # which evaluation's weights are kept: the lowest validation loss (the Keras reproduction),
+    # or the best validation SEG of either instance method ("val_seg"; scores instances, so it
+    # needs instance labels; beyond the paper)
+    select_by: str = "val_loss"
     # evaluation (unetlib.evaluate, unetlib.instances)
     # side of the *input* tile of overlap-tile prediction (paper: 572, whose output is 388);
     # None = predict_tiled's default
@@ -86,6 +90,7 @@ class TrainConfig:
             "lr_schedule": ("constant", "poly"),
             "up_mode": ("transpose", "bilinear"),
             "truth": ("gold", "silver"),
+            "select_by": ("val_loss", "val_seg"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

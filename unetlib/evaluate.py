@@ -62,6 +62,18 @@ def validation_scores(probs: list[np.ndarray], targets: Sequence[np.ndarray],
             "val_iou": float(np.mean(ious))}
 
 
+def validation_seg(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """The best validation SEG of each instance method over its grid (what
+    :func:`choose_instances` would pick), and their maximum as ``val_seg``: the score that
+    ``select_by="val_seg"`` keeps the best checkpoint by."""
+    out = {}
+    for method in METHODS:
+        _, scan = choose_instances(probs, labels, method)
+        out[f"val_seg_{method}"] = max(row["seg"] for row in scan)
+    out["val_seg"] = max(out.values())
+    return out
+
+
 def score_split(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                 params: InstanceParams, challenge_scores: bool = False) -> dict[str, Any]:
     """Scores of one split, averaged over frames (per-frame rows kept), for one way of making

@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch import nn
 
 from unetlib.config import AUGMENT_PARTS, TrainConfig, augment_parts, parser
-from unetlib.evaluate import evaluate_model, predict_frames, validation_scores
+from unetlib.evaluate import evaluate_model, predict_frames, validation_scores, validation_seg
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.provenance import command_line, hardware, write_json_atomic
 
@@ -385,12 +385,17 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                        "train_f1": float(np.mean(run_f1)), "seconds": round(train_seconds, 2)}
                 running, run_f1 = [], []
                 if val_f is not None:
+                    probs = predict_frames(model, val_f.images, config)
                     row.update(validation_scores(
-                        predict_frames(model, val_f.images, config), val_f.targets.cpu().numpy(),
+                        probs, val_f.targets.cpu().numpy(),
                         val_f.weights.cpu().numpy() if val_f.weights is not None else None,
                         config.threshold))
-                    if row["val_loss"] < best["val_loss"]:
-                        best = {"val_loss": row["val_loss"], "step": step,
+                    if config.select_by == "val_seg":
+                        row.update(validation_seg(probs, val_f.labels))
+                    # lower is better: the validation loss, or minus the best validation SEG
+                    score = row["val_loss"] if config.select_by == "val_loss" else -row["val_seg"]
+                    if score < best["val_loss"]:
+                        best = {"val_loss": score, "step": step,
                                 "state": {k: v.detach().cpu().clone()
                                           for k, v in model.state_dict().items()}}
                         stale = 0
