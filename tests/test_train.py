@@ -35,6 +35,8 @@ def tiny(tmp_path, **kw) -> T.TrainConfig:
                                           ("steps", 0), ("batch_size", 0), ("val_fraction", 1.0),
                                           ("augment", "elastic,warp"),
                                           ("lr_schedule", "cosine"), ("threshold", 1.0),
+                                          ("dataset", "../../x"), ("dataset", "/etc"),
+                                          ("dataset", ".."), ("dataset", "a\\b"),
                                           ("threshold", 0.0)])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):

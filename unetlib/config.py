@@ -104,6 +104,11 @@ class TrainConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         augment_parts(self.augment)  # validates
+        # the data set's name becomes part of paths (data_root/NAME, runs/NAME-KEY)
+        name = self.dataset
+        if (not name or "/" in name or "\\" in name or name in (".", "..") or ":" in name
+                or name.startswith(".")):
+            raise ValueError(f"dataset must be a data set's name, not a path, got {name!r}")
         if self.input_tile is not None:  # fail now, not at the first validation of a long run
             from unetlib.tiling import check_tile
 
