@@ -275,3 +275,55 @@ def test_threshold_column_shows_each_runs_threshold():
     paper = dict(zip(header, _row(table, "paper (2015), DIC-C2DH-HeLa"), strict=True))
     assert (a["threshold"], b["threshold"], paper["threshold"]) == ("0.3", "0.5", "–")
     assert "threshold" not in _header(comparison_rows({"02_train": _experiment()}))
+
+
+# ----------------------------------------------------------------------------------------------
+# seeds: summaries, the headline and the answer table
+
+
+def _run(seg_cc, seg_ws, iou=0.8, merges=1.0, splits=0.5):
+    def metrics(seg):
+        return {"seg": seg, "iou": iou, "merges": merges, "splits": splits}
+    return {"instances": {"components": {"metrics": metrics(seg_cc)},
+                          "watershed": {"metrics": metrics(seg_ws)}}}
+
+
+def test_seed_summary_mean_sd_and_values():
+    from unetlib.report import seed_summary
+
+    s = seed_summary({"seed 0": _run(0.4, 0.7), "seed 1": _run(0.5, 0.8), "seed 2": _run(0.6, 0.6)})
+    assert s["components"]["seeds"] == 3
+    assert s["components"]["seg"]["values"] == [0.4, 0.5, 0.6]
+    assert s["components"]["seg"]["mean"] == pytest.approx(0.5)
+    assert s["components"]["seg"]["sd"] == pytest.approx(0.1)  # sample sd (ddof 1)
+    assert s["watershed"]["seg"]["mean"] == pytest.approx(0.7)
+    assert seed_summary({"seed 0": _run(0.4, 0.7)})["watershed"]["seg"]["sd"] == 0.0
+
+
+def test_headline_table_states_both_methods_beside_the_paper():
+    from unetlib.report import headline_table, seed_summary
+
+    s = seed_summary({"a": _run(0.4, 0.7), "b": _run(0.5, 0.8)})
+    table = headline_table(s, "DIC-C2DH-HeLa")
+    assert "paper's way" in table and "beyond the paper" in table
+    assert "0.450 ± 0.071 (0.400–0.500)" in table and "0.750 ± 0.071 (0.700–0.800)" in table
+    assert "0.7756" in table and "0.770" in table  # paper's SEG, Keras pixel IoU
+    assert "0.7756" not in headline_table(s, "isbi2012")
+
+
+def test_variant_and_answer_tables():
+    from unetlib.report import answer_table, seed_summary, variant_table
+
+    summaries = {"with": seed_summary({"a": _run(0.4, 0.7)}),
+                 "without": seed_summary({"a": _run(0.2, 0.3), "b": _run(0.4, 0.5)})}
+    table = variant_table(summaries, "watershed")
+    assert _row(table, "with")[1:3] == ["1", "0.700"]
+    assert _row(table, "without")[1:3] == ["2", "0.400 ± 0.141 (0.300–0.500)"]
+    results = {"02_train": {**_experiment(), "summary": seed_summary({"a": _run(0.4, 0.7)})},
+               "04_weight_maps": {**_experiment(), "summaries": summaries},
+               "02_train_em": _experiment("isbi2012", train={"seg": 0.3, "iou": 0.9})}
+    answer = answer_table(results)
+    assert _row(answer, "02_train")[3:5] == ["0.400", "0.700"]
+    assert _row(answer, "04_weight_maps: without")[2] == "2"
+    assert _row(answer, "02_train_em: train")[3:6] == ["0.300", "–", "0.900"]
+    assert _row(answer, "Ronneberger et al. 2015")[3] == "0.7756"

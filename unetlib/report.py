@@ -213,3 +213,52 @@ def variant_table(summaries: Mapping[str, Mapping[str, Any]], method: str = "com
         lines.append(f"| {variant} | {s['seeds']} | {_mean_sd(s['seg'])} | {_mean_sd(s['iou'])} "
                      f"| {s['merges']['mean']:.2f} | {s['splits']['mean']:.2f} |")
     return "\n".join(lines)
+
+
+def _cell(entry: Mapping[str, Any] | None) -> str:
+    return "–" if entry is None else _mean_sd(entry)
+
+
+def _single(value: float | None) -> dict[str, Any] | None:
+    return None if value is None else {"values": [float(value)], "mean": float(value), "sd": 0.0}
+
+
+def answer_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown, one row per experiment arm: SEG the paper's way and with the seeded watershed
+    (beyond the paper), pixel IoU and merges per frame, as mean ± sd (range) over the seeds that
+    ran, beside the paper's SEG and the Keras reproduction's pixel IoU. Uses the experiments'
+    ``summary`` (one arm) or ``summaries`` (an ablation's arms); a result without them (one run
+    per arm, an older file) gives one row per run."""
+    head = ("| experiment | data set | seeds | SEG, paper's way | SEG, seeded watershed (beyond "
+            "the paper) | pixel IoU | merges / frame |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    for experiment, data in results.items():
+        arms: dict[str, Mapping[str, Any]] = {}
+        if data.get("summary"):
+            arms[experiment] = data["summary"]
+        elif data.get("summaries"):
+            arms.update({f"{experiment}: {v}": s for v, s in data["summaries"].items()})
+        else:  # one row per run, from its metrics
+            for run, metrics in data["metrics"].items():
+                inst = (data.get("instances") or {}).get(run, {})
+                arms[f"{experiment}: {run}"] = {
+                    "components": {"seeds": 1, "seg": _single(metrics.get("seg")),
+                                   "iou": _single(metrics.get("iou")),
+                                   "merges": _single(metrics.get("merges"))},
+                    **({"watershed": {"seg": _single(inst["watershed"]["metrics"]["seg"])}}
+                       if "watershed" in inst else {})}
+        for name, summary in arms.items():
+            paper_way = summary.get("components", {})
+            ws = summary.get("watershed", {})
+            merges = paper_way.get("merges")
+            lines.append(
+                f"| {name} | {data['dataset']} | {paper_way.get('seeds', 1)} | "
+                f"{_cell(paper_way.get('seg'))} | {_cell(ws.get('seg'))} | "
+                f"{_cell(paper_way.get('iou'))} | "
+                f"{'–' if merges is None else format(merges['mean'], '.2f')} |")
+    lines.append(f"| Ronneberger et al. 2015 | DIC-C2DH-HeLa | – | {PAPER['DIC-C2DH-HeLa']['seg']} "
+                 "| – | – | – |")
+    for arm, values in KERAS_REPRODUCTION.items():
+        lines.append(f"| Keras reproduction, {arm} | DIC-C2DH-HeLa | 1 | – | – | "
+                     f"{values['iou']:.3f} | – |")
+    return "\n".join(lines)
