@@ -346,3 +346,20 @@ def test_paper_profile_runs_the_training_notebook_on_real_frames(tmp_path):
     nb = nbformat.read(out / "02_train.ipynb", as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+# ----------------------------------------------------------------------------------------------
+# numbers typed into the prose come from the committed results
+
+
+def test_index_states_the_committed_headline():
+    """The front page's answer quotes the training chapter's result file, to the digit."""
+    results = PROJECT_ROOT / "book" / "results" / "02_train.json"
+    if not results.is_file():
+        pytest.skip("no committed results yet")
+    summary = json.loads(results.read_text())["summary"]
+    index = (PROJECT_ROOT / "book" / "index.md").read_text()
+    for method, label in (("watershed", "seeded watershed"), ("components", "paper's way")):
+        seg = summary[method]["seg"]
+        text = f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
+        assert text in index, f"index.md should say {text!r}"
