@@ -182,6 +182,17 @@ def test_select_by_val_seg_keeps_the_checkpoint_with_the_best_validation_seg(tmp
     assert chosen == pytest.approx(best["val_seg"])
 
 
+def test_ema_validates_and_keeps_the_averaged_weights(tmp_path):
+    plain = T.train(tiny(tmp_path, steps=4, eval_every=2))
+    averaged = T.train(tiny(tmp_path, steps=4, eval_every=2, ema=0.5))
+    # the same training (same seed): the raw weights agree, what is validated differs
+    assert averaged["param_checksum"] == pytest.approx(plain["param_checksum"], rel=1e-9)
+    assert averaged["history"][-1]["val_loss"] != plain["history"][-1]["val_loss"]
+    model, _ = load_checkpoint(averaged["checkpoint"])
+    raw = float(sum(p.detach().double().sum() for p in model.parameters()))
+    assert raw != pytest.approx(averaged["param_checksum"], rel=1e-9)
+
+
 def test_kept_checkpoints_give_the_budget_curve(tmp_path):
     r = T.train(tiny(tmp_path, keep_checkpoints=True, steps=4, eval_every=2))
     folder = tmp_path / "runs" / r["run"] / "checkpoints"
@@ -250,6 +261,7 @@ def _kill_at_evaluation(monkeypatch, n: int) -> None:
     # the poly schedule too: its rate is a function of the restored step
     ({"steps": 6, "eval_every": 2, "lr_schedule": "poly"}, 2),
     # early stopping: the patience counter and the best score come back from last.pt
+    ({"steps": 6, "eval_every": 2, "ema": 0.9}, 2),  # the weight average comes back too
     ({"steps": 12, "eval_every": 1, "patience": 1, "lr": 0.05}, 3),  # stops early at step 11
     ({"steps": 12, "eval_every": 1, "patience": 1, "lr": 0.05}, 11),
     ({"steps": 12, "eval_every": 1, "patience": 2, "lr": 0.05}, 5),

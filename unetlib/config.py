@@ -51,6 +51,7 @@ class TrainConfig:
     momentum: float = 0.99
     weight_decay: float = 0.0
     lr_schedule: str = "constant"  # "constant" (paper) or "poly": lr (1 - step/steps)^0.9 (nnU-Net)
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = none (paper)
     steps: int = 1000
     batch_size: int = 1
     eval_every: int = 100
@@ -101,6 +102,8 @@ class TrainConfig:
         for name in ("threshold", "seed_threshold"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         augment_parts(self.augment)  # validates

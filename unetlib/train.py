@@ -251,6 +251,16 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
 # the training loop
 
 
+def _ema(model: nn.Module, decay: float):
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics
+    (``decay`` per step), or None for ``decay == 0``."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _augmenter(config: TrainConfig) -> nn.Module | None:
     parts = augment_parts(config.augment)
     if not parts:
@@ -302,6 +312,10 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
 
     model = build_model(config, train_f).to(device)
     optimizer = build_optimizer(config, model.parameters())
+    # the weights that are validated, kept and tested: the network's own, or their exponential
+    # moving average (beyond the paper: it damps the step-to-step swings of a short run)
+    ema = _ema(model, config.ema)
+    evaluated = ema.module if ema is not None else model
     augment = _augmenter(config)
     # the same sampler seed on every rank: each rank takes its slice of one global batch
     sampler = torch.Generator().manual_seed(config.seed)
@@ -315,6 +329,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         ckpt = _load(last_path)
         if ckpt.get("key") == config.key():
             model.load_state_dict(ckpt["model"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
             optimizer.load_state_dict(ckpt["optimizer"])
             step, history = int(ckpt["step"]), list(ckpt["history"])
             best = {"val_loss": float(ckpt["best_val_loss"]), "step": int(ckpt["best_step"]),
@@ -359,6 +375,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         logged = loss.detach()
         if world > 1:  # the global batch's loss, as a single process would log it
@@ -385,7 +403,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                        "train_f1": float(np.mean(run_f1)), "seconds": round(train_seconds, 2)}
                 running, run_f1 = [], []
                 if val_f is not None:
-                    probs = predict_frames(model, val_f.images, config)
+                    probs = predict_frames(evaluated, val_f.images, config)
                     row.update(validation_scores(
                         probs, val_f.targets.cpu().numpy(),
                         val_f.weights.cpu().numpy() if val_f.weights is not None else None,
@@ -397,7 +415,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                     if score < best["val_loss"]:
                         best = {"val_loss": score, "step": step,
                                 "state": {k: v.detach().cpu().clone()
-                                          for k, v in model.state_dict().items()}}
+                                          for k, v in evaluated.state_dict().items()}}
                         stale = 0
                     else:
                         stale += 1
@@ -410,6 +428,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                     stop[0] = 1
                 _save(last_path, {
                     "key": config.key(), "step": step, "model": model.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
                     "optimizer": optimizer.state_dict(), "history": history,
                     "best_val_loss": best["val_loss"], "best_step": best["step"],
                     "best_model": best["state"], "rng": rng, "stale": stale,
@@ -418,7 +437,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                 if config.keep_checkpoints:
                     from unetlib.model import save_checkpoint
 
-                    save_checkpoint(run_dir / "checkpoints" / f"step{step:06d}.pt", model,
+                    save_checkpoint(run_dir / "checkpoints" / f"step{step:06d}.pt", evaluated,
                                     step=step, key=config.key())
             if world > 1:
                 dist.broadcast(stop, src=0)
@@ -434,6 +453,8 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         return {"rank": rank, "param_checksum": checksum, "history": history}
     if best["state"] is not None:
         model.load_state_dict(best["state"])
+    elif ema is not None:  # no validation: the averaged weights of the last step
+        model.load_state_dict(ema.module.state_dict())
     model.eval()
     from unetlib.model import save_checkpoint
 
