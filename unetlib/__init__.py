@@ -34,7 +34,12 @@ _EXPORTS: dict[str, str] = {
     "Sample": "unetlib.data",
     "data_root": "unetlib.paths",
     # training and evaluation
-    "TrainConfig": "unetlib.train",
+    "TrainConfig": "unetlib.config",
+    "train_config": "unetlib.profiles",
+    # cells from probabilities (the paper's way and a seeded watershed)
+    "instances_from_probability": "unetlib.instances",
+    "choose_instances": "unetlib.instances",
+    "InstanceParams": "unetlib.instances",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
