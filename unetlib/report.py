@@ -11,7 +11,8 @@ from typing import Any
 from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metrics
 from unetlib.provenance import write_json_atomic
 
-EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps")
+EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps",
+               "silver_truth")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error", "threshold")
 
