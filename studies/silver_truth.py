@@ -2,7 +2,7 @@
 the Cell Tracking Challenge's silver-truth masks of every frame of sequence 01 instead of its 8
 gold frames, validated on the same held-out gold frames and tested on sequence 02's gold frames.
 
-    python studies/silver_truth.py --profile quick --seeds 0 1 2 \
+    python studies/silver_truth.py --profile quick --seeds 0 1 --steps 1500 \
         --out book/results/silver_truth.json
 
 The paper (and the book's headline) trains on the gold frames only; this study says what the
@@ -26,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="quick", help="run profile (default quick)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps (default: the profile's)")
     p.add_argument("--out-dir", default="runs", help="where runs are kept (default runs)")
     p.add_argument("--out", default="book/results/silver_truth.json", help="result JSON")
     args = p.parse_args(argv)
+    extra = {"steps": args.steps} if args.steps is not None else {}
     config = train_config(args.profile, "02_train", truth="silver", out_dir=args.out_dir,
-                          progress=False, check_data=True)
+                          progress=False, check_data=True, **extra)
     if config.dataset == "synthetic":
         print("error: the silver truth needs a Cell Tracking Challenge data set", file=sys.stderr)
         return 2
