@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from unetlib.elastic import deform_grid  # noqa: E402
-from unetlib.provenance import cpu_name, write_json_atomic  # noqa: E402
+from unetlib.provenance import command_line, cpu_name, write_json_atomic  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -182,7 +182,7 @@ def main() -> None:
         print(f"  speed-up {k}: {v:.2f}x")
 
     payload = {
-        "command": " ".join([sys.executable] + sys.argv),
+        "command": command_line(),
         "workload": {
             "batch": n,
             "size": [s, s],

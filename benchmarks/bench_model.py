@@ -26,7 +26,6 @@ import multiprocessing as mp
 import os
 import platform
 import resource
-import shlex
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from unetlib.provenance import cpu_name, write_json_atomic  # noqa: E402
+from unetlib.provenance import command_line, cpu_name, write_json_atomic  # noqa: E402
 
 TASKS = ("train", "infer", "tiled")
 
@@ -231,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     hardware["loadavg_end"] = list(os.getloadavg())
     payload = {
         "benchmark": "unetlib UNet train step / inference",
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "command": command_line(),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware,
         "results": rows,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unetlib.paths import data_root  # noqa: E402
-from unetlib.provenance import cpu_name, write_json_atomic  # noqa: E402
+from unetlib.provenance import command_line, cpu_name, write_json_atomic  # noqa: E402
 from unetlib.weights import class_weight_map, separate_touching, weight_map  # noqa: E402
 
 
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {
         "benchmark": "weight_map (paper eq. 2), windowed exact vs naive",
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "command": command_line(),
         "hardware": hardware(),
         "params": {"w0": 10.0, "sigma": 5.0, "class_weights": "balanced", "tol": 1e-7},
         "rows": rows,

@@ -364,3 +364,15 @@ def test_index_states_the_committed_headline():
         seg = summary[method]["seg"]
         text = f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
         assert text in index, f"index.md should say {text!r}"
+
+
+def test_committed_book_names_no_path_of_the_machine_that_made_it():
+    import re
+
+    pattern = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|mnt|opt|var)/")
+    files = [*(PROJECT_ROOT / "book").glob("*.ipynb"), *(PROJECT_ROOT / "book").glob("*.md"),
+             *(PROJECT_ROOT / "book" / "results").glob("*.json"),
+             *(PROJECT_ROOT / "benchmarks" / "results").glob("*.json")]
+    offenders = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}..." for f in files
+                 for m in [pattern.search(f.read_text())] if m]
+    assert not offenders, offenders

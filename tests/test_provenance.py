@@ -158,6 +158,19 @@ def test_command_line_of_a_script_is_relative_and_quoted(tmp_path, monkeypatch):
                                 "a b.json", "--n", "3"]
 
 
+def test_command_line_names_no_path_of_the_machine(monkeypatch):
+    from unetlib.paths import PROJECT_ROOT
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    monkeypatch.setattr(sys, "argv", [str(PROJECT_ROOT / "benchmarks" / "bench_x.py"), "--out",
+                                      str(PROJECT_ROOT / "benchmarks" / "results" / "x.json"),
+                                      "--data", str(PROJECT_ROOT.parent / "shared" / "data")])
+    cmd = command_line()
+    assert cmd == ("python benchmarks/bench_x.py --out benchmarks/results/x.json "
+                   "--data ../shared/data")
+    assert str(PROJECT_ROOT) not in cmd
+
+
 def test_command_line_keeps_other_first_arguments(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["-c", "x=1"])
     assert command_line() == "python -c x=1"

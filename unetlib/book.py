@@ -118,6 +118,7 @@ def run_notebook(
         Path(tmp).unlink(missing_ok=True)
         raise
     _hide_default_parameters(Path(tmp))
+    relative_papermill_paths(Path(tmp), source, target)
     os.replace(tmp, target)
     return time.perf_counter() - start
 
@@ -142,6 +143,20 @@ def _remove_dead_partials(folder: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def relative_papermill_paths(notebook: Path, source: Path, target: Path) -> None:
+    """papermill records the absolute input and output paths of a run in the notebook's
+    metadata; the committed book names no path of the machine that made it."""
+    import nbformat
+
+    from unetlib.paths import shown
+
+    nb = nbformat.read(notebook, as_version=4)
+    meta = nb.metadata.get("papermill")
+    if meta is not None:
+        meta["input_path"], meta["output_path"] = shown(source), shown(target)
+        nbformat.write(nb, notebook)
 
 
 def _hide_default_parameters(notebook: Path) -> None:

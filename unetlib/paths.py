@@ -26,3 +26,21 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         if c.is_dir():
             return c
     return candidates[0]
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as a page or a result file may print it: relative to the project root (also
+    ``../shared/data``-style when it lies beside the project), else with the home folder as
+    ``~``; never a path that only exists on the machine that made the page."""
+    p = Path(path).expanduser().resolve()
+    for base, prefix in ((PROJECT_ROOT, ""), (PROJECT_ROOT.parent, "../")):
+        try:
+            rel = p.relative_to(base)
+        except ValueError:
+            continue
+        return prefix + str(rel)
+    home = Path.home()
+    try:
+        return "~/" + str(p.relative_to(home))
+    except ValueError:
+        return p.name

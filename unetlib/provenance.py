@@ -48,12 +48,18 @@ def cpu_name() -> str:
 
 
 def command_line() -> str:
-    """The command that is running, as a user would retype it."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(".py"):
-        argv[0] = os.path.relpath(argv[0])
-        return shlex.join(["python", *argv])
-    return shlex.join(["python", *argv])
+    """The command that is running, as a user would retype it in the project root: the
+    interpreter is ``python`` and paths are shown relative to the project (no path of the
+    machine that ran it, see :func:`unetlib.paths.shown`)."""
+    from unetlib.paths import shown
+
+    def word(arg: str) -> str:
+        if not os.path.isabs(arg):
+            return arg
+        rel = os.path.relpath(arg)
+        return rel if not rel.startswith("..") else shown(arg)
+
+    return shlex.join(["python", *(word(a) for a in sys.argv)])
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

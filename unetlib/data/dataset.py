@@ -100,7 +100,9 @@ class Dataset(Sequence[Sample]):
         """A few lines saying what this split holds and how it was chosen."""
         lines = [f"{self.name} [{self.split}]: {len(self)} images"]
         if self.root:
-            lines.append(f"  root: {self.root}")
+            from unetlib.paths import shown
+
+            lines.append(f"  root: {shown(self.root)}")
         if self.options:
             opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
             lines.append(f"  options: {opts}")
