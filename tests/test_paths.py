@@ -107,3 +107,16 @@ def test_relative_to_the_project_root_not_the_working_directory(project, tmp_pat
     (project / "data").mkdir()
     assert data_root() == project / "data"
     assert data_root().is_absolute()
+
+
+def test_shown_paths_are_relative_even_through_a_link(tmp_path):
+    from unetlib.paths import PROJECT_ROOT, shown
+
+    assert shown(PROJECT_ROOT / "book" / "x.ipynb") == "book/x.ipynb"
+    assert shown(PROJECT_ROOT.parent / "shared" / "data") == "../shared/data"
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert shown(link / "f.txt") == "f.txt"  # outside the project: the name only
+    assert "/" not in shown("/etc/passwd")

@@ -32,15 +32,14 @@ def shown(path: str | os.PathLike) -> str:
     """``path`` as a page or a result file may print it: relative to the project root (also
     ``../shared/data``-style when it lies beside the project), else with the home folder as
     ``~``; never a path that only exists on the machine that made the page."""
-    p = Path(path).expanduser().resolve()
-    for base, prefix in ((PROJECT_ROOT, ""), (PROJECT_ROOT.parent, "../")):
-        try:
-            rel = p.relative_to(base)
-        except ValueError:
-            continue
-        return prefix + str(rel)
-    home = Path.home()
+    given = Path(os.path.abspath(Path(path).expanduser()))  # ``..`` folded, links kept
+    for p in (given, given.resolve()):
+        for base, prefix in ((PROJECT_ROOT, ""), (PROJECT_ROOT.parent, "../")):
+            try:
+                return prefix + str(p.relative_to(base))
+            except ValueError:
+                continue
     try:
-        return "~/" + str(p.relative_to(home))
+        return "~/" + str(given.relative_to(Path.home()))
     except ValueError:
-        return p.name
+        return given.name
