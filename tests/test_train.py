@@ -37,10 +37,20 @@ def tiny(tmp_path, **kw) -> T.TrainConfig:
                                           ("lr_schedule", "cosine"), ("threshold", 1.0),
                                           ("dataset", "../../x"), ("dataset", "/etc"),
                                           ("dataset", ".."), ("dataset", "a\\b"),
+                                          ("n_train", -1), ("n_test", -2), ("device", "banana"),
+                                          ("device", "cuda:x"), ("ema", 1.0), ("patience", -1),
                                           ("threshold", 0.0)])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         T.TrainConfig(**{field: value})
+
+
+def test_out_dir_that_is_a_file_is_refused_before_training(tmp_path):
+    f = tmp_path / "results.txt"
+    f.write_text("mine")
+    with pytest.raises(ValueError, match="out_dir.*is a file"):
+        T.TrainConfig(out_dir=str(f))
+    assert f.read_text() == "mine"
 
 
 @pytest.mark.parametrize("steps", [1, 10, 800])
