@@ -364,6 +364,11 @@ def test_index_states_the_committed_headline():
         seg = summary[method]["seg"]
         text = f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
         assert text in index, f"index.md should say {text!r}"
+    silver = PROJECT_ROOT / "book" / "results" / "silver_truth.json"
+    if silver.is_file():
+        seg = json.loads(silver.read_text())["summary"]["watershed"]["seg"]
+        text = f"silver truth, seeded watershed: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
+        assert text in index, f"index.md should say {text!r}"
 
 
 def test_committed_book_names_no_path_of_the_machine_that_made_it():
