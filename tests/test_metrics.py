@@ -414,3 +414,17 @@ def test_segmentation_report(kind):
     r = M.segmentation_report(pred, gt)
     assert r["iou"] == 1.0 and r["f1"] == 1.0 and r["pixel_error"] == 0.0
     assert r["seg"] == 1.0 and r["splits"] == 0 and r["merges"] == 0 and r["matched"] == 2
+
+
+def test_split_merge_ids_name_the_cells_the_counts_count():
+    gt = np.zeros((12, 20), np.int32)
+    gt[2:10, 1:6], gt[2:10, 6:11], gt[2:10, 13:19] = 1, 2, 3
+    pred = np.zeros_like(gt)
+    pred[2:10, 1:11] = 7  # one blob over cells 1 and 2: a merge
+    pred[2:10, 13:16], pred[2:10, 16:19] = 4, 5  # cell 3 cut in halves: a split
+    merged, split = M.split_merge_ids(pred, gt)
+    assert merged.tolist() == [7] and split.tolist() == [3]
+    counts = M.split_merge_counts(pred, gt)
+    assert (counts["merges"], counts["splits"]) == (1, 1)
+    with pytest.raises(ValueError, match="min_overlap"):
+        M.split_merge_ids(pred, gt, min_overlap=0.4)

@@ -9,7 +9,7 @@ import torch
 from unetlib import widgets as W
 from unetlib.data import load_dataset
 from unetlib.elastic import deform_grid
-from unetlib.metrics import seg_measure, split_merge_counts
+from unetlib.metrics import seg_measure, split_merge_counts, split_merge_ids
 from unetlib.weights import separate_touching, weight_map
 
 SIZE = 96
@@ -233,12 +233,12 @@ def test_prediction_min_size_drops_specks():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_split_merge_cells_agree_with_metrics(samples, seed):
+def test_explorer_colours_the_cells_metrics_counts(samples, seed):
     p = noisy_probabilities(samples, seed)[0]
     rng = np.random.default_rng(seed)
     p = np.clip(p + rng.normal(0, 0.3, p.shape), 0, 1).astype(np.float32)
     w = W.prediction_explorer([p], samples[:1], threshold=0.55)
-    merged_ids, split_ids = W.split_merge_cells(w.arrays["pred_labels"], samples[0].labels)
+    merged_ids, split_ids = split_merge_ids(w.arrays["pred_labels"], samples[0].labels)
     counts = split_merge_counts(w.arrays["pred_labels"], samples[0].labels)
     assert (merged_ids.size, split_ids.size) == (counts["merges"], counts["splits"])
     assert w.state["seg"] == pytest.approx(seg_measure(w.arrays["pred_labels"], samples[0].labels))

@@ -50,6 +50,7 @@ __all__ = [
     "segmentation_report",
     "simple_point_lut",
     "split_merge_counts",
+    "split_merge_ids",
     "warping_error",
 ]
 
@@ -633,6 +634,31 @@ def seg_measure(pred_labels: object, gt_labels: object) -> float:
     return float(jac.mean()) if jac.size else float("nan")
 
 
+def _cover_tables(pr: np.ndarray, gt: np.ndarray, min_overlap: float):
+    """The overlap table with the two relations of :func:`split_merge_counts`: S covers R,
+    S lies in R; and how many R each S covers, how many S lie in each R."""
+    if not 0.5 <= min_overlap < 1.0:
+        raise ValueError(f"min_overlap must be in [0.5, 1), got {min_overlap}")
+    gt_ids, pr_ids, gt_sizes, pr_sizes, gi, si, inter = _overlaps(pr, gt)
+    covers = inter > min_overlap * gt_sizes[gi]
+    lies_in = inter > min_overlap * pr_sizes[si]
+    n_covered_by_s = np.bincount(si[covers], minlength=pr_ids.size)
+    n_in_r = np.bincount(gi[lies_in], minlength=gt_ids.size)
+    return gt_ids, pr_ids, gi, si, covers, lies_in, n_covered_by_s, n_in_r
+
+
+def split_merge_ids(
+    pred_labels: object, gt_labels: object, min_overlap: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cells that :func:`split_merge_counts` counts: (ids of the predicted cells that merge
+    two or more true cells, ids of the true cells split into two or more predicted ones),
+    sorted. The prediction explorer colours them."""
+    pr, gt = _labels(pred_labels, "pred_labels"), _labels(gt_labels, "gt_labels")
+    _same_shape(pr, gt, "pred_labels", "gt_labels")
+    gt_ids, pr_ids, _, _, _, _, n_covered_by_s, n_in_r = _cover_tables(pr, gt, min_overlap)
+    return pr_ids[n_covered_by_s >= 2], gt_ids[n_in_r >= 2]
+
+
 def split_merge_counts(
     pred_labels: object, gt_labels: object, min_overlap: float = 0.5
 ) -> dict[str, int]:
@@ -651,15 +677,10 @@ def split_merge_counts(
     Example: two touching cells predicted as one blob -> merges = 1; one cell cut in two halves
     -> splits = 1 (and that cell is not covered, as neither half holds more than half of it).
     """
-    if not 0.5 <= min_overlap < 1.0:
-        raise ValueError(f"min_overlap must be in [0.5, 1), got {min_overlap}")
     pr, gt = _labels(pred_labels, "pred_labels"), _labels(gt_labels, "gt_labels")
     _same_shape(pr, gt, "pred_labels", "gt_labels")
-    gt_ids, pr_ids, gt_sizes, pr_sizes, gi, si, inter = _overlaps(pr, gt)
-    covers = inter > min_overlap * gt_sizes[gi]
-    lies_in = inter > min_overlap * pr_sizes[si]
-    n_covered_by_s = np.bincount(si[covers], minlength=pr_ids.size)
-    n_in_r = np.bincount(gi[lies_in], minlength=gt_ids.size)
+    gt_ids, pr_ids, gi, si, covers, lies_in, n_covered_by_s, n_in_r = _cover_tables(
+        pr, gt, min_overlap)
     r_covered = np.zeros(gt_ids.size, dtype=bool)
     r_covered[gi[covers]] = True
     r_matched = np.zeros(gt_ids.size, dtype=bool)

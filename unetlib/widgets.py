@@ -50,7 +50,6 @@ __all__ = [
     "prediction_explorer",
     "render_settings",
     "encode_image",
-    "split_merge_cells",
     "weight_map_explorer",
 ]
 
@@ -763,34 +762,6 @@ def weight_map_explorer(
 # prediction (section 4)
 
 
-def split_merge_cells(
-    pred_labels: np.ndarray, gt_labels: np.ndarray, min_overlap: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ids of the predicted cells that merge and of the true cells that are split.
-
-    Same rules as :func:`unetlib.metrics.split_merge_counts` (R true, S predicted, f =
-    ``min_overlap``): S *covers* R when |R & S| > f |R|, S *lies in* R when |R & S| > f |S|; a
-    merge is an S covering two or more R, a split an R holding two or more S.
-    Returns (merged predicted ids, split true ids), sorted.
-    """
-    pred = np.asarray(pred_labels).astype(np.int64, copy=False)
-    gt = np.asarray(gt_labels).astype(np.int64, copy=False)
-    both = (pred != 0) & (gt != 0)
-    if not both.any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    g, s = gt[both], pred[both]
-    base = int(s.max()) + 1
-    pairs, inter = np.unique(g * base + s, return_counts=True)
-    pg, ps = pairs // base, pairs % base
-    gt_size = np.bincount(gt.ravel())
-    pr_size = np.bincount(pred.ravel())
-    covers = inter > min_overlap * gt_size[pg]
-    lies_in = inter > min_overlap * pr_size[ps]
-    s_ids, s_counts = np.unique(ps[covers], return_counts=True)
-    r_ids, r_counts = np.unique(pg[lies_in], return_counts=True)
-    return s_ids[s_counts >= 2], r_ids[r_counts >= 2]
-
-
 def _foreground_probability(p: Any, where: str) -> np.ndarray:
     if hasattr(p, "detach"):
         p = p.detach().float().cpu().numpy()
@@ -852,6 +823,7 @@ def prediction_explorer(
         iou,
         seg_measure,
         split_merge_counts,
+        split_merge_ids,
     )
 
     data = _Samples(samples, "samples", need_labels=True)
@@ -908,7 +880,7 @@ def prediction_explorer(
         p = probability(i)
         pred = instance_labels_from_probability(p, float(v["threshold"]), int(v["min_size"]))
         fg_p, fg_g = pred > 0, gt > 0
-        merged_ids, split_ids = split_merge_cells(pred, gt)
+        merged_ids, split_ids = split_merge_ids(pred, gt)
         merged = np.isin(pred, merged_ids) if merged_ids.size else np.zeros(p.shape, bool)
         split = np.isin(gt, split_ids) if split_ids.size else np.zeros(p.shape, bool)
         left = colorize(p, 0.0, 1.0, "magma")
