@@ -55,9 +55,10 @@ def _steps(out: Path, dry: bool, train_steps: int) -> list[tuple[str, list[str],
 
 def _relative(cmd: list[str]) -> str:
     """The command as one would type it in the project root (no path of this machine)."""
-    words = ["python" if c == sys.executable else
-             str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c for c in cmd]
-    return " ".join(words)
+    from unetlib.paths import shown
+
+    return " ".join("python" if c == sys.executable else shown(c) if Path(c).is_absolute()
+                    else c for c in cmd)
 
 
 def train_paper(out: Path, steps: int, dry: bool) -> dict:

@@ -19,7 +19,7 @@ import sys
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.profiles import train_config
 from unetlib.report import record_experiment, seed_summary
-from unetlib.train import train
+from unetlib.train import train_seeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the silver truth needs a Cell Tracking Challenge data set", file=sys.stderr)
         return 2
     with sigterm_as_interrupt():
-        runs = {f"seed {s}": train(dataclasses.replace(config, seed=s)) for s in args.seeds}
+        runs = {f"seed {s}": r for seed in args.seeds
+                for s, r in train_seeds(dataclasses.replace(config, seed=seed), 1).items()}
     summary = seed_summary(runs)
     from unetlib.provenance import command_line
 

@@ -327,3 +327,19 @@ def test_variant_and_answer_tables():
     assert _row(answer, "04_weight_maps: without")[2] == "2"
     assert _row(answer, "02_train_em: train")[3:6] == ["0.300", "–", "0.900"]
     assert _row(answer, "Ronneberger et al. 2015")[3] == "0.7756"
+
+
+def test_describe_budget_curve_names_the_best_step_and_the_differences():
+    from unetlib.config import TrainConfig
+    from unetlib.report import describe_budget_curve
+
+    rows = [{"step": s, "watershed": {"val_seg": v, "seg": t}, "components": {"seg": c}}
+            for s, v, t, c in ((200, 0.5, 0.4, 0.3), (400, 0.8, 0.7, 0.5))]
+    curve = {"command": "python studies/budget_curve.py", "train_seconds": 12.0,
+             "hardware": {"cpu": "AMD EPYC", "cpu_count": 2}, "rows": rows,
+             "config": {"tile": 256, "steps": 400, "lr": 0.002}}
+    config = TrainConfig(lr=0.002, input_tile=608, ema=0.99, padding="same", depth=4)
+    text = describe_budget_curve(curve, config)
+    assert "step 400: test SEG 0.700 (watershed) and 0.500 (paper's way)" in text
+    assert "`input_tile=256` (here `608`)" in text and "`ema=0.0` (here `0.99`)" in text
+    assert "steps" not in text.split("differ")[1] and "lr=" not in text

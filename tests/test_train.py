@@ -376,3 +376,11 @@ def test_silver_truth_trains_on_silver_but_validates_and_tests_on_gold():
     assert len(train) > 10 * len(gold_train)
     assert not names & {s.name for s in val}  # validation time points are not trained on
     assert all(s.name.split("/")[1] == "01" for s in train)  # sequence 02 stays the test
+
+
+def test_train_seeds_runs_consecutive_seeds(tmp_path):
+    runs = T.train_seeds(tiny(tmp_path, steps=2, eval_every=2), 2)
+    assert list(runs) == [3, 4] and [r["config"]["seed"] for r in runs.values()] == [3, 4]
+    assert runs[3]["run"] == tiny(tmp_path, steps=2, eval_every=2).run_name()
+    with pytest.raises(ValueError, match="n_seeds"):
+        T.train_seeds(tiny(tmp_path), 0)

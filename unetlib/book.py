@@ -117,8 +117,7 @@ def run_notebook(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _hide_default_parameters(Path(tmp))
-    relative_papermill_paths(Path(tmp), source, target)
+    _finish_page(Path(tmp), source, target)
     os.replace(tmp, target)
     return time.perf_counter() - start
 
@@ -145,30 +144,23 @@ def _remove_dead_partials(folder: Path) -> list[Path]:
     return removed
 
 
-def relative_papermill_paths(notebook: Path, source: Path, target: Path) -> None:
-    """papermill records the absolute input and output paths of a run in the notebook's
-    metadata; the committed book names no path of the machine that made it."""
+def _finish_page(notebook: Path, source: Path, target: Path) -> None:
+    """Hide the notebook's default ``parameters`` cell on the rendered page (the cell papermill
+    injected after it holds the values the run used, and stays visible), and replace the
+    absolute input and output paths papermill records with relative ones: the committed book
+    names no path of the machine that made it."""
     import nbformat
 
     from unetlib.paths import shown
-
-    nb = nbformat.read(notebook, as_version=4)
-    meta = nb.metadata.get("papermill")
-    if meta is not None:
-        meta["input_path"], meta["output_path"] = shown(source), shown(target)
-        nbformat.write(nb, notebook)
-
-
-def _hide_default_parameters(notebook: Path) -> None:
-    """Drop the notebook's default ``parameters`` cell from the rendered page: the cell papermill
-    injected after it holds the values the run actually used, and stays visible."""
-    import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+    meta = nb.metadata.get("papermill")
+    if meta is not None:
+        meta["input_path"], meta["output_path"] = shown(source), shown(target)
     nbformat.write(nb, notebook)
 
 

@@ -146,9 +146,10 @@ def evaluate_model(model: nn.Module, config: Any, val_images, val_labels, test_i
                              challenge_scores=challenge and method == "components")
         out[method] = {**rec, "params": rec["params"].as_dict(), "metrics": scores["mean"],
                        "per_image": scores["per_image"]}
-    fixed = score_split(test_probs, test_labels, fixed_params(config, "components"))["mean"]
-    out["fixed"] = {"params": fixed_params(config, "components").as_dict(),
-                    "metrics": {k: fixed[k] for k in SUMMARY_KEYS}}
+    paper = fixed_params(config, "components")
+    fixed = (out["components"]["metrics"] if chosen["components"]["params"] == paper
+             else score_split(test_probs, test_labels, paper)["mean"])
+    out["fixed"] = {"params": paper.as_dict(), "metrics": {k: fixed[k] for k in SUMMARY_KEYS}}
     return out
 
 
@@ -156,35 +157,15 @@ def evaluate_model(model: nn.Module, config: Any, val_images, val_labels, test_i
 # reading a run's record
 
 
-def _components_record(result: dict) -> dict:
-    inst = result.get("instances")
-    if inst:
-        return inst["components"]
-    # runs saved before the instance methods existed: the paper's way at the recorded threshold
-    th = result.get("threshold") or {"value": result["config"]["threshold"], "chosen_on": "fixed"}
-    return {"params": {"method": "components", "threshold": th["value"],
-                       "min_size": result["config"].get("min_size", 64)},
-            "chosen_on": th["chosen_on"]}
-
-
 def result_threshold(result: dict) -> float:
     """The threshold of the paper's way (connected components) that a run's test metrics used."""
-    return float(_components_record(result)["params"]["threshold"])
-
-
-def result_params(result: dict, method: str = "components") -> InstanceParams:
-    """The instance parameters a run used for ``method`` on its test frames."""
-    rec = result["instances"][method] if method != "components" else _components_record(result)
-    return InstanceParams(**rec["params"])
+    return float(result["instances"]["components"]["params"]["threshold"])
 
 
 def describe_instances(result: dict) -> str:
     """Markdown: how each method turned probabilities into cells, how its parameters were
     chosen, and the test SEG it gave."""
-    inst = result.get("instances")
-    if not inst:
-        rec = _components_record(result)
-        return f"Paper's way: {InstanceParams(**rec['params']).describe()} ({rec['chosen_on']})."
+    inst = result["instances"]
     lines = []
     for method, label in (("components", "Paper's way"),
                           ("watershed", "Beyond the paper")):
@@ -217,14 +198,13 @@ def checkpoint_curve(result: dict, out_dir: str | os.PathLike | None = None,
     on the validation frames by SEG and the test frames scored with them, exactly as at the end
     of training. One row per checkpoint: ``step``, the validation loss logged then, and for each
     method its test SEG, pixel IoU, merges, splits and the chosen parameters."""
-    import dataclasses
     from pathlib import Path
 
+    from unetlib.config import config_from
     from unetlib.model import load_checkpoint
-    from unetlib.train import TrainConfig, load_splits
+    from unetlib.train import load_splits
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in result["config"].items() if k in fields})
+    config = config_from(result["config"])
     run_dir = (Path(out_dir) / config.run_name() if out_dir is not None
                else Path(result["checkpoint"]).parent)
     folder = run_dir / "checkpoints"

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from unetlib.metrics import instance_labels_from_probability, seg_jaccards
+from unetlib.metrics import drop_small, instance_labels_from_probability, seg_jaccards
 
 METHODS: tuple[str, ...] = ("components", "watershed")
 
@@ -73,18 +73,6 @@ class InstanceParams:
                 f"p > {self.threshold:.2f} (objects under {self.min_size} px dropped)")
 
 
-def _drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
-    """Remove objects under ``min_size`` pixels and renumber 1..N (int32)."""
-    if lab.max() == 0:
-        return lab.astype(np.int32)
-    sizes = np.bincount(lab.ravel())
-    keep = sizes >= max(min_size, 1)
-    keep[0] = False
-    remap = np.zeros(sizes.size, dtype=np.int32)
-    remap[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return remap[lab]
-
-
 def _seeded_watershed(p: np.ndarray, threshold: float, seed_threshold: float) -> np.ndarray:
     """Labels before the size filter: seeds grown over -p within p > threshold, plus the
     foreground components without a seed."""
@@ -114,8 +102,8 @@ def instances_from_probability(prob: np.ndarray, params: InstanceParams | None =
         raise ValueError(f"prob must be a 2D float array, got shape {p.shape} dtype {p.dtype}")
     if params.method == "components":
         return instance_labels_from_probability(p, params.threshold, params.min_size)
-    return _drop_small(_seeded_watershed(p, params.threshold, params.seed_threshold),
-                       params.min_size)
+    return drop_small(_seeded_watershed(p, params.threshold, params.seed_threshold),
+                      params.min_size)
 
 
 # the validation grids; every value of a grid is tried (the watershed's seed levels reach 0.999
@@ -172,12 +160,12 @@ def choose_instances(
             continue  # equals the components method: not a watershed
         base = InstanceParams(method=method, min_size=0, **point)
         if method == "components":
-            raw = [_components_raw(p, base.threshold) for p in probs]
+            raw = [instance_labels_from_probability(p, base.threshold) for p in probs]
         else:
             raw = [_seeded_watershed(np.asarray(p), base.threshold, base.seed_threshold)
                    for p in probs]
         for size in sizes:
-            seg = pooled_seg([_drop_small(r, size) for r in raw], labels)
+            seg = pooled_seg([drop_small(r, size) for r in raw], labels)
             scan.append({**dataclasses.replace(base, min_size=int(size)).as_dict(), "seg": seg})
     if not scan:
         raise ValueError(f"the grid for {method!r} has no valid point")
@@ -191,6 +179,3 @@ def choose_instances(
     params = InstanceParams(**{k: v for k, v in best.items() if k != "seg"})
     return params, scan
 
-
-def _components_raw(p: np.ndarray, threshold: float) -> np.ndarray:
-    return ndi.label(np.asarray(p) > threshold, structure=_FOUR)[0]

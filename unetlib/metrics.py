@@ -37,6 +37,7 @@ from scipy import ndimage as ndi
 __all__ = [
     "ISBI_THRESHOLDS",
     "WarpingResult",
+    "drop_small",
     "f1",
     "info_scores",
     "instance_labels_from_probability",
@@ -577,15 +578,21 @@ def instance_labels_from_probability(
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0, got {min_size}")
-    lab = _components(p > threshold, connectivity)
-    if min_size > 1 and lab.max() > 0:
-        sizes = np.bincount(lab.ravel())
-        keep = sizes >= min_size
-        keep[0] = False
-        remap = np.zeros(sizes.size, dtype=np.int64)
-        remap[keep] = np.arange(1, int(keep.sum()) + 1)
-        lab = remap[lab]
-    return lab.astype(np.int32)
+    return drop_small(_components(p > threshold, connectivity), min_size)
+
+
+def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """``labels`` without the objects smaller than ``min_size`` pixels, renumbered 1..N
+    (int32; 0 stays background)."""
+    lab = np.asarray(labels)
+    if lab.max(initial=0) == 0:
+        return lab.astype(np.int32)
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= max(int(min_size), 1)
+    keep[0] = False
+    remap = np.zeros(sizes.size, dtype=np.int32)
+    remap[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return remap[lab]
 
 
 def _overlaps(pred: np.ndarray, gt: np.ndarray):

@@ -263,3 +263,27 @@ def answer_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         lines.append(f"| Keras reproduction, {arm} | DIC-C2DH-HeLa | 1 | – | – | "
                      f"{values['iou']:.3f} | – |")
     return "\n".join(lines)
+
+
+def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
+    """Markdown under the budget figure: the command and hardware that made the curve, its
+    checkpoint with the best validation SEG (watershed) and what that scored, and the options in
+    which the curve's run differs from ``config`` (options the run did not have yet count at
+    their defaults; ``tile`` is today's ``input_tile``)."""
+    import dataclasses
+
+    hw = curve["hardware"]
+    best = max(curve["rows"], key=lambda r: r["watershed"]["val_seg"])
+    text = (f"Measured with `{curve['command']}` ({curve['train_seconds']:.0f} s of training on "
+            f"{hw['cpu']}, {hw['cpu_count']} cores). The checkpoint with the best validation SEG "
+            f"(watershed) is step {best['step']}: test SEG {best['watershed']['seg']:.3f} "
+            f"(watershed) and {best['components']['seg']:.3f} (paper's way).")
+    then = {{"tile": "input_tile"}.get(k, k): v for k, v in curve["config"].items()}
+    defaults = dataclasses.asdict(type(config)())
+    ignored = {"steps", "eval_every", "seed", "progress", "keep_checkpoints"}
+    differ = {k: then.get(k, defaults[k]) for k in defaults
+              if k not in ignored and then.get(k, defaults[k]) != getattr(config, k)}
+    if differ:
+        text += " That run's options differ from this chapter's in: " + ", ".join(
+            f"`{k}={v!r}` (here `{getattr(config, k)!r}`)" for k, v in differ.items()) + "."
+    return text

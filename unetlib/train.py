@@ -40,6 +40,8 @@ from torch import nn
 from unetlib.config import AUGMENT_PARTS, TrainConfig, augment_parts, parser
 from unetlib.evaluate import evaluate_model, predict_frames, validation_scores, validation_seg
 from unetlib.interrupt import sigterm_as_interrupt
+from unetlib.losses import center_crop
+from unetlib.model import save_checkpoint
 from unetlib.provenance import command_line, hardware, write_json_atomic
 
 # ------------------------------------------------------------------------------------------------
@@ -385,8 +387,6 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
             logged /= world
         running.append(logged.item())
         with torch.no_grad():
-            from unetlib.losses import center_crop
-
             pred = logits.argmax(1)
             tgt = center_crop(target, pred.shape[-2:])
             tp = ((pred == 1) & (tgt == 1)).sum().item()
@@ -435,8 +435,6 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                     "stopped": bool(stop.item()), "train_seconds": train_seconds,
                 })
                 if config.keep_checkpoints:
-                    from unetlib.model import save_checkpoint
-
                     save_checkpoint(run_dir / "checkpoints" / f"step{step:06d}.pt", evaluated,
                                     step=step, key=config.key())
             if world > 1:
@@ -456,8 +454,6 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     elif ema is not None:  # no validation: the averaged weights of the last step
         model.load_state_dict(ema.module.state_dict())
     model.eval()
-    from unetlib.model import save_checkpoint
-
     save_checkpoint(run_dir / "best.pt", model, step=best["step"] or step, run=config.run_name())
     # evaluation: instance parameters chosen on validation SEG, then the test frames
     instances = evaluate_model(
@@ -493,6 +489,15 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         dist.barrier()
     result["reused"] = False
     return result
+
+
+def train_seeds(config: TrainConfig, n_seeds: int) -> dict[int, dict[str, Any]]:
+    """:func:`train` with seeds ``config.seed``, ``config.seed + 1``, ... (``n_seeds`` runs that
+    differ only in their seed); results by seed, each reused when already trained."""
+    if int(n_seeds) < 1:
+        raise ValueError(f"n_seeds must be >= 1, got {n_seeds!r}")
+    seeds = range(config.seed, config.seed + int(n_seeds))
+    return {s: train(dataclasses.replace(config, seed=s)) for s in seeds}
 
 
 def _apply_augment(augment: nn.Module, image: torch.Tensor, target: torch.Tensor,
