@@ -14,9 +14,26 @@ sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 import gpu_session  # noqa: E402
 
 
-def test_refuses_a_bad_step_count(tmp_path, capsys):
-    assert gpu_session.main(["--out", str(tmp_path), "--train-steps", "0"]) == 2
-    assert "--train-steps" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, value", [("--train-steps", "0"), ("--quick-steps", "-1"),
+                                         ("--budget", "0"), ("--paper-seconds", "-5"),
+                                         ("--quick-seconds", "0")])
+def test_refuses_a_bad_count_naming_the_flag(tmp_path, capsys, flag, value):
+    assert gpu_session.main(["--out", str(tmp_path), flag, value]) == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_cuda_tests_are_collected_from_the_files_that_hold_them():
+    files = {p.rsplit("/", 1)[-1] for p in gpu_session.cuda_test_files()}
+    assert {"test_elastic.py", "test_model.py", "test_tiling.py", "test_augment.py"} <= files
+    # the notebook tests import papermill, which a GPU image need not have
+    assert "test_book.py" not in files
+
+
+def test_a_spent_budget_skips_the_remaining_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_session, "LIMITS", {k: 0 for k in gpu_session.LIMITS})
+    assert gpu_session.main(["--out", str(tmp_path), "--dry-run"]) == 1
+    session = json.loads((tmp_path / "session.json").read_text())
+    assert all(v["status"].startswith("skipped") for v in session["steps"].values())
 
 
 def test_names_an_unknown_step(tmp_path, capsys):
@@ -28,15 +45,25 @@ def test_names_an_unknown_step(tmp_path, capsys):
 @pytest.mark.skipif(not (data_root() / "DIC-C2DH-HeLa").is_dir(),
                     reason="DIC-C2DH-HeLa not found (../shared/data)")
 def test_dry_run_runs_every_step(tmp_path):
-    assert gpu_session.main(["--out", str(tmp_path), "--dry-run"]) == 0
+    runs = tmp_path / "weights"
+    assert gpu_session.main(["--out", str(tmp_path / "out"), "--dry-run",
+                             "--runs-dir", str(runs)]) == 0
+    tmp_path = tmp_path / "out"
     session = json.loads((tmp_path / "session.json").read_text())
     assert session["dry_run"] is True
     assert {k: v["status"] for k, v in session["steps"].items()} == {
-        "cuda_tests": "ok", "bench_elastic": "ok", "bench_model": "ok", "paper_train": "ok"}
+        "cuda_tests": "ok", "bench_elastic": "ok", "bench_model": "ok", "paper_train": "ok",
+        "quick_seeds": "ok"}
+    # the weights stay out of the folder that comes back from the GPU machine
+    assert not list(tmp_path.rglob("*.pt")) and list(runs.rglob("best.pt"))
     for step in session["steps"].values():
         assert str(PROJECT_ROOT) not in step["command"]
     paper = json.loads((tmp_path / "paper_train.json").read_text())
     assert paper["config"]["input_tile"] == 572 and paper["config"]["depth"] == 5
     assert paper["steps_done"] == 2 and paper["dry_run"] is True
+    quick = json.loads((tmp_path / "quick_seeds.json").read_text())
+    run = quick["runs"]["0"]
+    assert run["config"]["image_size"] == 256 and run["steps_done"] == 2
+    assert quick["summary"]["watershed"]["seeds"] == 1
     assert (tmp_path / "bench_elastic_cpu.json").is_file()
     assert (tmp_path / "bench_model_cpu.json").is_file()

@@ -39,7 +39,7 @@ def tiny(tmp_path, **kw) -> T.TrainConfig:
                                           ("dataset", ".."), ("dataset", "a\\b"),
                                           ("n_train", -1), ("n_test", -2), ("device", "banana"),
                                           ("device", "cuda:x"), ("ema", 1.0), ("patience", -1),
-                                          ("threshold", 0.0)])
+                                          ("threshold", 0.0), ("time_limit", -1.0)])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         T.TrainConfig(**{field: value})
@@ -293,6 +293,17 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch, kw, kill_a
         assert resumed[key] == straight[key], key
     assert resumed["param_checksum"] == pytest.approx(straight["param_checksum"], rel=1e-9)
     assert resumed["metrics"] == pytest.approx(straight["metrics"], rel=1e-6, abs=1e-9)
+
+
+def test_time_limit_evaluates_once_more_and_stops(tmp_path):
+    # any positive limit is spent by the first step: the run stops there, after an evaluation
+    res = T.train(tiny(tmp_path, steps=8, eval_every=4, time_limit=1e-9, reuse=False))
+    assert res["steps_done"] == 1 and res["stopped_early"] and res["stopped_by"] == "time_limit"
+    assert [row["step"] for row in res["history"]] == [1]
+    free = T.train(tiny(tmp_path, steps=8, eval_every=4, reuse=False))
+    assert free["steps_done"] == 8 and free["stopped_by"] is None
+    # a limited run is another run; an unlimited one keeps the key it had before the option
+    assert tiny(tmp_path, time_limit=60.0).key() != tiny(tmp_path).key()
 
 
 def test_truncated_checkpoint_names_itself_and_the_way_out(tmp_path, monkeypatch):

@@ -58,6 +58,9 @@ class TrainConfig:
     batch_size: int = 1
     eval_every: int = 100
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    # seconds of training after which the run evaluates once more and stops (a time-boxed GPU
+    # session); 0 = no limit. Where it stops depends on the machine's speed: the result says so
+    time_limit: float = 0.0
     # which evaluation's weights are kept: the lowest validation loss (the Keras reproduction),
     # or the best validation SEG of either instance method ("val_seg"; scores instances, so it
     # needs instance labels; beyond the paper)
@@ -111,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
         if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
             raise ValueError(f"out_dir {self.out_dir!r} is a file, not a folder")
+        if self.time_limit < 0:
+            raise ValueError(f"time_limit must be >= 0 seconds, got {self.time_limit!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -129,6 +134,8 @@ class TrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the result (not where or how it is shown)."""
         skip = {"out_dir", "resume", "reuse", "progress", "device", "extra", "keep_checkpoints"}
+        if not self.time_limit:  # runs made before the option existed keep their keys
+            skip.add("time_limit")
         spec = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
 

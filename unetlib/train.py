@@ -326,6 +326,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     aug_gen = torch.Generator().manual_seed(config.seed * 1000 + rank + 1)
     step, history, best = 0, [], {"val_loss": math.inf, "step": 0, "state": None}
     stale, stopped_early, train_seconds = 0, False, 0.0
+    stopped_by: str | None = None  # "patience" or "time_limit"
     last_path = run_dir / "last.pt"
     if config.resume and last_path.is_file():
         ckpt = _load(last_path)
@@ -344,6 +345,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                 torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
             # early stopping's state: a resumed run stops exactly where the straight one did
             stale, stopped_early = int(ckpt.get("stale", 0)), bool(ckpt.get("stopped", False))
+            stopped_by = ckpt.get("stopped_by")
             train_seconds = float(ckpt.get("train_seconds", 0.0))
     net = model
     if world > 1:
@@ -395,8 +397,12 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         train_seconds += time.perf_counter() - t0
         bar.update(1)
         bar.set_postfix(loss=f"{running[-1]:.3f}")
+        out_of_time = torch.tensor([float(bool(config.time_limit)
+                                          and train_seconds >= config.time_limit)])
+        if world > 1 and config.time_limit:  # every rank stops at the same step
+            dist.all_reduce(out_of_time, op=dist.ReduceOp.MAX)
 
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step == config.steps or out_of_time.item():
             stop = torch.zeros(1)
             if rank == 0:
                 row = {"step": step, "train_loss": float(np.mean(running)),
@@ -426,13 +432,18 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
                 rng["aug"] = aug_gen.get_state()
                 if config.patience and stale >= config.patience:
                     stop[0] = 1
+                    stopped_by = "patience"
+                if out_of_time.item() and step < config.steps:
+                    stop[0] = 1
+                    stopped_by = "time_limit"
                 _save(last_path, {
                     "key": config.key(), "step": step, "model": model.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
                     "optimizer": optimizer.state_dict(), "history": history,
                     "best_val_loss": best["val_loss"], "best_step": best["step"],
                     "best_model": best["state"], "rng": rng, "stale": stale,
-                    "stopped": bool(stop.item()), "train_seconds": train_seconds,
+                    "stopped": bool(stop.item()), "stopped_by": stopped_by,
+                    "train_seconds": train_seconds,
                 })
                 if config.keep_checkpoints:
                     save_checkpoint(run_dir / "checkpoints" / f"step{step:06d}.pt", evaluated,
@@ -472,6 +483,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
         "best_step": best["step"] or step,
         "steps_done": step,
         "stopped_early": stopped_early,
+        "stopped_by": stopped_by,
         "metrics": paper_way["metrics"],
         "threshold": threshold,
         "instances": instances,
