@@ -14,14 +14,15 @@ how long, and how it ended):
 4. ``paper_train``: the ``paper`` profile's DIC-HeLa configuration (the 2015 network, valid
    convolutions, 572 tiles, SGD with momentum 0.99, the weight map) for ``--paper-seconds`` of
    training (at most ``--train-steps`` steps), with the instance parameters chosen on validation
-   SEG; its result JSON is the GPU headline.
+   SEG -> ``gpu_paper.json``, the GPU headline.
 5. ``quick_seeds``: the ``quick`` profile's DIC-HeLa configuration (the book's headline run)
    trained for ``--quick-steps`` steps instead of 700, three seeds: what a longer budget buys
-   the same recipe (beyond the book's 2-core budget).
+   the same recipe (beyond the book's 2-core budget) -> ``gpu_quick_long.json``.
 
 Weights go to ``--runs-dir`` (not OUT: only the JSON files need to come back). The dry run uses
 the CPU, tiny sizes and two training steps: it proves that every step's code runs, not how fast.
-Copy OUT's JSON files into ``benchmarks/results/`` and ``book/results/`` to put them in the book.
+Copy OUT's ``bench_*.json`` into ``benchmarks/results/`` and ``gpu_*.json`` into ``book/results/``
+to put them in the book (the performance and results chapters show every file they find).
 """
 
 from __future__ import annotations
@@ -86,36 +87,38 @@ def _relative(cmd: list[str]) -> str:
                     else c for c in cmd)
 
 
-_KEEP = ("run", "config", "history", "best_step", "steps_done", "stopped_by", "metrics",
-         "instances", "train_seconds", "wall_seconds", "hardware", "command")
+def _record(out: Path, experiment: str, profile: str, runs: dict[str, dict], dry: bool,
+            **extra) -> None:
+    """``OUT/<experiment>.json`` in the layout of the book's results (``book/results``): copy it
+    there and the results chapter shows it beside the CPU runs."""
+    from unetlib.provenance import command_line
+    from unetlib.report import record_experiment, seed_summary
+
+    record_experiment(out / f"{experiment}.json", experiment, profile, runs,
+                      command=command_line(), summary=seed_summary(runs), dry_run=dry, **extra)
 
 
 def train_paper(out: Path, runs: Path, steps: int, seconds: float, dry: bool) -> dict:
     """The paper profile's training chapter configuration for ``seconds`` of training (at most
-    ``steps`` steps), validated every 500 steps."""
+    ``steps`` steps), validated every 500 steps -> ``OUT/gpu_paper.json``."""
     from unetlib.profiles import train_config
-    from unetlib.provenance import write_json_atomic
     from unetlib.train import train
 
     overrides = {"steps": steps, "eval_every": 500, "time_limit": seconds,
                  "tune_threshold": True, "out_dir": str(runs), "progress": False}
     if dry:
         overrides.update(device="cpu", n_test=1, steps=2, eval_every=1, time_limit=0.0)
-    config = train_config("paper", "02_train", check_data=True, **overrides)
-    result = train(config)
-    summary = {k: result[k] for k in _KEEP}
-    summary["dry_run"] = dry
-    write_json_atomic(out / "paper_train.json", summary)
-    return summary
+    result = train(train_config("paper", "02_train", check_data=True, **overrides))
+    _record(out, "gpu_paper", "paper", {"seed 0": result}, dry)
+    return result
 
 
 def train_quick(out: Path, runs: Path, steps: int, seconds: float, dry: bool) -> dict:
     """The quick profile's headline configuration, ``steps`` steps (each seed stopped after
-    ``seconds`` of training if not done), three seeds, validated every 200 steps."""
+    ``seconds`` of training if not done), three seeds, validated every 200 steps ->
+    ``OUT/gpu_quick_long.json``, rewritten after each seed."""
     from unetlib.profiles import train_config
-    from unetlib.provenance import write_json_atomic
-    from unetlib.report import seed_summary
-    from unetlib.train import train_seeds
+    from unetlib.train import train
 
     overrides = {"steps": steps, "eval_every": 200, "time_limit": seconds,
                  "out_dir": str(runs), "progress": False}
@@ -124,14 +127,12 @@ def train_quick(out: Path, runs: Path, steps: int, seconds: float, dry: bool) ->
         overrides.update(device="cpu", n_test=1, steps=2, eval_every=1, time_limit=0.0)
         n_seeds = 1
     config = train_config("quick", "02_train", check_data=True, **overrides)
-    runs_by_seed: dict[str, dict] = {}
-    for seed in range(config.seed, config.seed + n_seeds):  # written after each seed
-        runs_by_seed[str(seed)] = train_seeds(dataclasses.replace(config, seed=seed), 1)[seed]
-        record = {"dry_run": dry, "steps": steps, "seconds_per_seed": seconds,
-                  "summary": seed_summary(runs_by_seed),
-                  "runs": {s: {k: r[k] for k in _KEEP} for s, r in runs_by_seed.items()}}
-        write_json_atomic(out / "quick_seeds.json", record)
-    return record
+    results: dict[str, dict] = {}
+    for seed in range(config.seed, config.seed + n_seeds):
+        results[f"seed {seed}"] = train(dataclasses.replace(config, seed=seed))
+        _record(out, "gpu_quick_long", "quick", results, dry, steps=steps,
+                seconds_per_seed=seconds)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="book/results/silver_truth.json", help="result JSON")
     args = p.parse_args(argv)
     extra = {"steps": args.steps} if args.steps is not None else {}
-    config = train_config(args.profile, "02_train", truth="silver", out_dir=args.out_dir,
+    config = train_config(args.profile, "02_train", truth="silver", silver_val=0,
+                          out_dir=args.out_dir,
                           progress=False, check_data=True, **extra)
     if config.dataset == "synthetic":
         print("error: the silver truth needs a Cell Tracking Challenge data set", file=sys.stderr)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from unetlib.paths import PROJECT_ROOT, data_root
+from unetlib.report import load_results
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 import gpu_session  # noqa: E402
@@ -58,12 +59,15 @@ def test_dry_run_runs_every_step(tmp_path):
     assert not list(tmp_path.rglob("*.pt")) and list(runs.rglob("best.pt"))
     for step in session["steps"].values():
         assert str(PROJECT_ROOT) not in step["command"]
-    paper = json.loads((tmp_path / "paper_train.json").read_text())
-    assert paper["config"]["input_tile"] == 572 and paper["config"]["depth"] == 5
-    assert paper["steps_done"] == 2 and paper["dry_run"] is True
-    quick = json.loads((tmp_path / "quick_seeds.json").read_text())
-    run = quick["runs"]["0"]
+    # both in the results chapter's layout (unetlib.report.load_results reads them)
+    paper = load_results(tmp_path)["gpu_paper"]
+    run = paper["runs"]["seed 0"]
+    assert run["config"]["input_tile"] == 572 and run["config"]["depth"] == 5
+    assert run["steps_done"] == 2 and paper["dry_run"] is True and paper["profile"] == "paper"
+    quick = load_results(tmp_path)["gpu_quick_long"]
+    run = quick["runs"]["seed 0"]
     assert run["config"]["image_size"] == 256 and run["steps_done"] == 2
-    assert quick["summary"]["watershed"]["seeds"] == 1
+    assert quick["summary"]["watershed"]["seeds"] == 1 and quick["profile"] == "quick"
+    assert str(PROJECT_ROOT) not in json.dumps(paper) + json.dumps(quick)
     assert (tmp_path / "bench_elastic_cpu.json").is_file()
     assert (tmp_path / "bench_model_cpu.json").is_file()

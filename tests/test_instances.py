@@ -14,6 +14,7 @@ from unetlib.instances import (
     choose_instances,
     instances_from_probability,
     pooled_seg,
+    seg_jaccards_by_min_size,
 )
 
 
@@ -111,6 +112,30 @@ def test_pooled_seg_weighs_cells_not_frames():
     b[:2, :2], b[5:7, 5:7], b[8:10, 8:10] = 1, 2, 3
     # frame a found perfectly (1 cell), frame b not at all (3 cells): 1/4, not the frames' 1/2
     assert pooled_seg([a, np.zeros_like(b)], [a, b]) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_overlap_table_scores_every_size_limit_exactly(seed):
+    # random blobs of many sizes against a reference: the same per-cell Jaccards as dropping
+    # the small objects first (sizes at 0, at an object's exact size, above every object)
+    rng = np.random.default_rng(seed)
+    gt = M.instance_labels_from_probability(
+        ndi_smooth(rng.random((64, 64)), 2.0), 0.5, min_size=0)
+    raw = M.instance_labels_from_probability(
+        ndi_smooth(rng.random((64, 64)), 1.0), 0.5, min_size=0)
+    sizes = sorted({0, 1, 5, 16, 64, 2000, *np.bincount(raw.ravel())[1:4].tolist()})
+    fast = seg_jaccards_by_min_size(raw, gt, sizes)
+    for size, jac in zip(sizes, fast, strict=True):
+        ids, slow = M.seg_jaccards(M.drop_small(raw, size), gt)
+        np.testing.assert_allclose(jac, slow, rtol=0, atol=1e-15)
+    assert gt.max() >= 3 and raw.max() >= 3  # the case has cells to score
+
+
+def ndi_smooth(a: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy import ndimage
+
+    out = ndimage.gaussian_filter(a, sigma)
+    return (out - out.min()) / (out.max() - out.min())
 
 
 @pytest.mark.parametrize("method", METHODS)

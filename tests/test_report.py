@@ -13,6 +13,8 @@ from unetlib.report import (
     benchmark_rows,
     benchmark_table,
     comparison_rows,
+    describe_run_set,
+    elastic_speedups,
     load_benchmarks,
     load_results,
     provenance_table,
@@ -343,3 +345,28 @@ def test_describe_budget_curve_names_the_best_step_and_the_differences():
     assert "step 400: test SEG 0.700 (watershed) and 0.500 (paper's way)" in text
     assert "`input_tile=256` (here `608`)" in text and "`ema=0.0` (here `0.99`)" in text
     assert "steps" not in text.split("differ")[1] and "lr=" not in text
+
+
+def test_elastic_speedups_pair_gpu_rows_with_the_cpu_reference():
+    cpu = {"hardware": {"device": "cpu", "cpu": "EPYC", "cpu_count": 2},
+           "results": [{"method": "elasticdeform 0.5.1 (1 thread)", "images_per_s": 10.0},
+                       {"method": "unetlib (eager)", "images_per_s": 50.0}]}
+    gpu = {"hardware": {"device": "cuda", "device_name": "H200"},
+           "results": [{"method": "unetlib (compiled)", "images_per_s": 5000.0},
+                       {"method": "torchvision v2.ElasticTransform", "images_per_s": 9.0}]}
+    table = elastic_speedups({"bench_elastic_cpu": cpu, "bench_elastic_cuda": gpu})
+    rows = table.strip().splitlines()[2:]
+    assert rows == ["| unetlib (compiled), H200 | 5,000 | elasticdeform 0.5.1 (1 thread), EPYC "
+                    "(2 cores) | 10.0 | 500x |"]
+    assert "no GPU result" in elastic_speedups({"bench_elastic_cpu": cpu})
+
+
+def test_describe_run_set_says_why_runs_stopped():
+    run = {"steps_done": 3000, "train_seconds": 45.2, "stopped_early": True,
+           "stopped_by": "time_limit"}
+    data = {"profile": "quick", "dataset": "DIC-C2DH-HeLa", "command": "python x.py",
+            "hardware": {"gpu": "NVIDIA H200"},
+            "runs": {"seed 0": run, "seed 1": {**run, "stopped_early": False, "steps_done": 4000}}}
+    text = describe_run_set(data)
+    assert "3000, 4000 steps" in text and "1 of 2 stopped early (time limit)" in text
+    assert "NVIDIA H200" in text and "`python x.py`" in text

@@ -395,3 +395,27 @@ def test_train_seeds_runs_consecutive_seeds(tmp_path):
     assert runs[3]["run"] == tiny(tmp_path, steps=2, eval_every=2).run_name()
     with pytest.raises(ValueError, match="n_seeds"):
         T.train_seeds(tiny(tmp_path), 0)
+
+
+def test_silver_validation_frames_are_spare_time_points_of_the_training_sequence():
+    from unetlib.paths import data_root
+
+    if not (data_root() / "DIC-C2DH-HeLa").is_dir():
+        pytest.skip("DIC-C2DH-HeLa not found (../shared/data)")
+    gold = T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa"))
+    train, val, test = T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa", silver_val=4))
+    assert [s.name for s in train] == [s.name for s in gold[0]]  # training unchanged
+    assert [s.name for s in test] == [s.name for s in gold[2]]
+    names = [s.name for s in val]
+    assert names[:len(gold[1])] == [s.name for s in gold[1]] and len(names) == len(gold[1]) + 4
+    assert len(set(names)) == len(names) and not set(names) & {s.name for s in train}
+    assert all("/01/" in n for n in names)
+    with pytest.raises(ValueError, match="silver_val=500.*only"):
+        T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa", silver_val=500))
+
+
+@pytest.mark.parametrize("kw, match", [({"dataset": "synthetic"}, "no silver truth"),
+                                       ({"truth": "silver"}, "silver_val adds")])
+def test_silver_validation_is_refused_where_it_cannot_be(kw, match):
+    with pytest.raises(ValueError, match=match):
+        T.load_splits(T.TrainConfig(**{"dataset": "DIC-C2DH-HeLa", "silver_val": 2, **kw}))

@@ -30,6 +30,10 @@ class TrainConfig:
     n_test: int = 0  # frames of the test split to evaluate; 0 = all
     val_fraction: float = 0.2  # of the train frames, held out for validation
     truth: str = "gold"  # Cell Tracking Challenge sets: "silver" trains on the silver truth
+    # Cell Tracking Challenge sets, gold training: this many silver-truth frames of the training
+    # sequences (time points without gold truth, spread evenly) join the validation frames, which
+    # choose the checkpoint and the instance parameters (beyond the paper); 0 = gold frames only
+    silver_val: int = 0
     image_size: int = 256  # side of the training crops (the network's input)
     # model (unetlib.UNet)
     depth: int = 5
@@ -107,13 +111,16 @@ class TrainConfig:
         for name in ("threshold", "seed_threshold"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
-        for name in ("n_train", "n_test", "patience", "min_size"):
+        for name in ("n_train", "n_test", "patience", "min_size", "silver_val"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
         if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
             raise ValueError(f"out_dir {self.out_dir!r} is a file, not a folder")
+        if self.silver_val and self.truth != "gold":
+            raise ValueError("silver_val adds silver frames to a gold protocol's validation; with "
+                             f"truth={self.truth!r} the silver frames are the training frames")
         if self.time_limit < 0:
             raise ValueError(f"time_limit must be >= 0 seconds, got {self.time_limit!r}")
         if not 0.0 <= self.ema < 1.0:
@@ -134,8 +141,9 @@ class TrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the result (not where or how it is shown)."""
         skip = {"out_dir", "resume", "reuse", "progress", "device", "extra", "keep_checkpoints"}
-        if not self.time_limit:  # runs made before the option existed keep their keys
-            skip.add("time_limit")
+        for name in ("time_limit", "silver_val"):  # runs made before these options keep their keys
+            if not getattr(self, name):
+                skip.add(name)
         spec = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -219,7 +227,8 @@ def with_available_data(config: TrainConfig, allow_synthetic: bool = False) -> T
               f"*** This run uses the SYNTHETIC data set: its numbers are NOT about "
               f"{config.dataset}. Get the data with `python -m unetlib.data fetch "
               f"{config.dataset}` or set UNETLIB_DATA.", flush=True)
-        return dataclasses.replace(config, dataset="synthetic",
+        # the synthetic set has no silver truth: its stand-in run validates on its own frames
+        return dataclasses.replace(config, dataset="synthetic", silver_val=0,
                                    extra={**config.extra, "requested_dataset": config.dataset})
     load_dataset(config.dataset, "test", config.data_root)  # errors name the broken file
     return config

@@ -30,7 +30,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from unetlib.metrics import drop_small, instance_labels_from_probability, seg_jaccards
+from unetlib.metrics import (
+    _overlaps,
+    drop_small,
+    instance_labels_from_probability,
+    seg_jaccards,
+)
 
 METHODS: tuple[str, ...] = ("components", "watershed")
 
@@ -129,6 +134,22 @@ def pooled_seg(pred_labels: Sequence[np.ndarray], gt_labels: Sequence[np.ndarray
     return float(pooled.mean()) if pooled.size else float("nan")
 
 
+def seg_jaccards_by_min_size(raw: np.ndarray, gt: np.ndarray,
+                             sizes: Sequence[int]) -> list[np.ndarray]:
+    """``[seg_jaccards(drop_small(raw, m), gt)[1] for m in sizes]`` from one overlap table:
+    dropping an object removes its rows and changes no other object's overlap or size, so one
+    table serves every size limit (the validation scan's inner loop)."""
+    gt_ids, _, gt_sizes, pr_sizes, gi, si, inter = _overlaps(np.asarray(raw), np.asarray(gt))
+    matched = 2 * inter > gt_sizes[gi]  # |R & S| > 0.5 |R|, as in seg_jaccards
+    out = []
+    for size in sizes:
+        m = matched & (pr_sizes[si] >= max(int(size), 1))
+        jac = np.zeros(gt_ids.size)
+        jac[gi[m]] = inter[m] / (gt_sizes[gi[m]] + pr_sizes[si[m]] - inter[m])
+        out.append(jac)
+    return out
+
+
 def choose_instances(
     probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], method: str = "components",
     grid: dict[str, Sequence] | None = None,
@@ -138,7 +159,8 @@ def choose_instances(
 
     Ties go to the smallest ``min_size``, then the threshold nearest 0.5, then the lowest seed
     level, so that the choice is reproducible. The watershed for a (threshold, seed) pair is
-    computed once per frame and the size filter applied to it for every ``min_size``.
+    computed once per frame, and one overlap table with the reference scores every ``min_size``
+    (:func:`seg_jaccards_by_min_size`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -164,8 +186,11 @@ def choose_instances(
         else:
             raw = [_seeded_watershed(np.asarray(p), base.threshold, base.seed_threshold)
                    for p in probs]
-        for size in sizes:
-            seg = pooled_seg([drop_small(r, size) for r in raw], labels)
+        per_frame = [seg_jaccards_by_min_size(r, g, sizes) for r, g in zip(raw, labels,
+                                                                           strict=True)]
+        for k, size in enumerate(sizes):
+            pooled = np.concatenate([frame[k] for frame in per_frame])
+            seg = float(pooled.mean()) if pooled.size else float("nan")
             scan.append({**dataclasses.replace(base, min_size=int(size)).as_dict(), "seg": seg})
     if not scan:
         raise ValueError(f"the grid for {method!r} has no valid point")

@@ -11,8 +11,9 @@ from typing import Any
 from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metrics
 from unetlib.provenance import write_json_atomic
 
+# the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps",
-               "silver_truth")
+               "silver_truth", "gpu_quick_long", "gpu_paper")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error", "threshold")
 
@@ -95,6 +96,33 @@ def benchmark_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(r) for r in rows] if isinstance(rows, list) else []
 
 
+def elastic_speedups(benchmarks: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown: each GPU row of the elastic benchmarks (``bench_elastic_cuda*``) against the
+    ``elasticdeform`` rows of the CPU files, in images per second of the same workload. The
+    reference runs on CPUs only, so the two sides come from different machines, each named."""
+    refs = [(name, r) for name, data in benchmarks.items() if name.startswith("bench_elastic")
+            and data.get("hardware", {}).get("device") == "cpu"
+            for r in benchmark_rows(data) if str(r.get("method", "")).startswith("elasticdeform")]
+    gpus = [(name, r) for name, data in benchmarks.items() if name.startswith("bench_elastic")
+            and data.get("hardware", {}).get("device") == "cuda"
+            for r in benchmark_rows(data) if str(r.get("method", "")).startswith("unetlib")]
+    if not refs or not gpus:
+        return "_no GPU result and CPU reference to compare_\n"
+
+    def where(name: str) -> str:
+        hw = benchmarks[name].get("hardware", {})
+        return hw.get("device_name") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+
+    lines = ["| unetlib on the GPU | images/s | elasticdeform on a CPU | images/s | ratio |",
+             "|---|---|---|---|---|"]
+    for gname, g in gpus:
+        for rname, r in refs:
+            lines.append(f"| {g['method']}, {where(gname)} | {g['images_per_s']:,.0f} | "
+                         f"{r['method']}, {where(rname)} | {r['images_per_s']:,.1f} | "
+                         f"{g['images_per_s'] / r['images_per_s']:,.0f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def benchmark_table(data: Mapping[str, Any], columns: list[str] | None = None) -> str:
     """A Markdown table of a benchmark's rows (scalar fields only, or ``columns``), preceded by
     the hardware and the command that measured it."""
@@ -105,7 +133,8 @@ def benchmark_table(data: Mapping[str, Any], columns: list[str] | None = None) -
         columns = [k for k in rows[0] if all(isinstance(r.get(k), (int, float, str, type(None)))
                                                for r in rows)]
     hw = data.get("hardware", {})
-    where = ", ".join(str(hw[k]) for k in ("cpu", "gpu", "device", "torch") if hw.get(k))
+    where = ", ".join(str(hw[k]) for k in ("cpu", "gpu", "device_name", "device", "torch")
+                      if hw.get(k))
     threads = hw.get("torch_threads") or hw.get("threads")
     head = (f"Measured on {where or hw.get('processor', '?')}"
             f"{f', {threads} threads' if threads else ''}, {hw.get('cpu_count', '?')} cores; "
@@ -181,6 +210,24 @@ def _mean_sd(entry: Mapping[str, Any]) -> str:
         return f"{entry['mean']:.3f}"
     return (f"{entry['mean']:.3f} ± {entry['sd']:.3f} "
             f"({min(entry['values']):.3f}–{max(entry['values']):.3f})")
+
+
+def describe_run_set(data: Mapping[str, Any]) -> str:
+    """One sentence on an experiment file's runs: how many seeds, the steps each ran (and why it
+    stopped), training seconds, the hardware, and the command that made it."""
+    runs = list(data["runs"].values())
+    steps = ", ".join(str(r["steps_done"]) for r in runs)
+    seconds = ", ".join(f"{r['train_seconds']:.0f}" for r in runs)
+    hw = data.get("hardware", {})
+    where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores, no GPU)"
+    reasons = sorted({str(r.get("stopped_by") or "patience").replace("_", " ")
+                      for r in runs if r.get("stopped_early")})
+    n_stopped = sum(bool(r.get("stopped_early")) for r in runs)
+    why = (f"; {n_stopped} of {len(runs)} stopped early ({', '.join(reasons)})"
+           if n_stopped else "")
+    return (f"{len(runs)} seed(s) of profile `{data['profile']}` on {data['dataset']}: "
+            f"{steps} steps{why}; {seconds} s of training each on {where}. Command: "
+            f"`{data['command']}`.")
 
 
 def headline_table(summary: Mapping[str, Any], dataset: str) -> str:

@@ -101,7 +101,10 @@ def load_splits(config: TrainConfig) -> tuple[list, list, list]:
     Tracking Challenge set; beyond the paper, which trained on the gold frames) the validation
     frames are the same gold frames the gold protocol holds out, so that the instance
     parameters are still chosen against gold truth, and the training frames are the silver
-    masks of every other time point of the training sequences."""
+    masks of every other time point of the training sequences. With ``silver_val`` (gold
+    training, beyond the paper) that many silver-truth frames of time points without gold truth
+    join the validation frames: two gold frames are few to choose a checkpoint and three instance
+    parameters by."""
     from unetlib.data import load_dataset
 
     gold = list(load_dataset(config.dataset, "train", config.data_root))
@@ -116,12 +119,32 @@ def load_splits(config: TrainConfig) -> tuple[list, list, list]:
     val = [gold[i] for i in sorted(val_idx)]
     if config.truth == "gold":
         train = [s for i, s in enumerate(gold) if i not in val_idx]
+        if config.silver_val:
+            val += _silver_validation(config, {s.name for s in gold})
     else:
         silver = load_dataset(config.dataset, "train", config.data_root, truth=config.truth,
                               frames_without_mask="skip")
         held_out = {s.name for s in val}
         train = [s for s in silver if s.name not in held_out]
     return train, val, test
+
+
+def _silver_validation(config: TrainConfig, gold_names: set[str]) -> list:
+    """``config.silver_val`` silver-truth frames of the training sequences whose time points have
+    no gold truth (neither trained on nor already validating), spread evenly over them."""
+    from unetlib.data import load_dataset
+
+    try:
+        silver = load_dataset(config.dataset, "train", config.data_root, truth="silver",
+                              frames_without_mask="skip")
+    except TypeError:  # a loader without truth options: not a Cell Tracking Challenge set
+        raise ValueError(f"silver_val: data set {config.dataset!r} has no silver truth (Cell "
+                         "Tracking Challenge sets have); set silver_val=0") from None
+    spare = [s for s in silver if s.name not in gold_names]
+    if len(spare) < config.silver_val:
+        raise ValueError(f"silver_val={config.silver_val}: data set {config.dataset!r} has only "
+                         f"{len(spare)} silver frames outside its gold frames")
+    return [spare[i] for i in _spread(len(spare), config.silver_val)]
 
 
 def sample_batch(
