@@ -13,6 +13,7 @@ from unetlib.report import (
     benchmark_rows,
     benchmark_table,
     comparison_rows,
+    describe_few_images,
     describe_run_set,
     elastic_speedups,
     load_benchmarks,
@@ -370,3 +371,36 @@ def test_describe_run_set_says_why_runs_stopped():
     text = describe_run_set(data)
     assert "3000, 4000 steps" in text and "1 of 2 stopped early (time limit)" in text
     assert "NVIDIA H200" in text and "`python x.py`" in text
+
+
+def _few(frames_to_arms):
+    summaries = {}
+    for (frames, kind), (mean, sd) in frames_to_arms.items():
+        entry = {"mean": mean, "sd": sd, "values": [mean]}
+        summaries[f"{frames} frame{'s' if frames != 1 else ''}, {kind}"] = {
+            "watershed": {"seg": entry}, "components": {"seg": entry, "iou": entry}}
+    return {"summaries": summaries, "seeds": [0, 1, 2], "steps": 300, "dataset": "DIC-C2DH-HeLa"}
+
+
+def test_few_images_effects_are_stated_against_the_spread():
+    data = _few({(1, "augmented"): (0.50, 0.05), (1, "not augmented"): (0.20, 0.05),
+                 (8, "augmented"): (0.60, 0.10), (8, "not augmented"): (0.55, 0.10)})
+    text = describe_few_images(data)
+    assert "1 frame: SEG 0.500 ± 0.050 augmented, 0.200 ± 0.050 not; difference +0.300, " \
+           "larger than the seeds' spread (0.100)" in text
+    assert "8 frames: SEG 0.600 ± 0.100 augmented, 0.550 ± 0.100 not; difference +0.050, " \
+           "within the seeds' spread (0.200)" in text
+    assert "3 seeds, 300 steps" in text
+    assert "not run both arms" in describe_few_images(_few({(1, "augmented"): (0.5, 0.1)}))
+
+
+def test_few_images_points_are_sorted_by_frames_and_plot():
+    from unetlib.plots import few_images_points, plot_few_images
+
+    data = _few({(8, "augmented"): (0.6, 0.1), (1, "augmented"): (0.5, 0.05),
+                 (1, "not augmented"): (0.2, 0.05), (8, "not augmented"): (0.55, 0.1)})
+    points = few_images_points(data)
+    assert points["augmented"]["frames"] == [1, 8]
+    assert points["augmented"]["seg_watershed"] == [(0.5, 0.05), (0.6, 0.1)]
+    fig = plot_few_images(data)
+    assert len(fig.axes) == 2

@@ -140,6 +140,62 @@ def first_touching_window(labels: np.ndarray, size: int = 96) -> tuple[slice, sl
     return slice(y0, y0 + size), slice(x0, x0 + size)
 
 
+def few_images_points(data: Mapping[str, Any]) -> dict[str, dict[str, list]]:
+    """From ``studies/few_images.py``'s result: for each arm kind ("augmented", "not
+    augmented") and measure, the frame counts and the seeds' means and standard deviations
+    (``{"augmented": {"frames": [...], "seg_watershed": [(mean, sd)], ...}}``)."""
+    out: dict[str, dict[str, list]] = {}
+    for arm, summary in data["summaries"].items():
+        count, kind = arm.split(" frame", 1)
+        kind = kind.split(", ", 1)[1]
+        series = out.setdefault(kind, {"frames": [], "seg_watershed": [], "seg_components": [],
+                                       "iou": []})
+        series["frames"].append(int(count))
+        for key, method, measure in (("seg_watershed", "watershed", "seg"),
+                                     ("seg_components", "components", "seg"),
+                                     ("iou", "components", "iou")):
+            entry = summary[method][measure]
+            series[key].append((entry["mean"], entry["sd"]))
+    for series in out.values():  # in increasing frame count
+        order = sorted(range(len(series["frames"])), key=series["frames"].__getitem__)
+        for key in series:
+            series[key] = [series[key][i] for i in order]
+    return out
+
+
+def plot_few_images(data: Mapping[str, Any]):
+    """Test SEG (both instance methods) and pixel IoU against the number of training frames,
+    with and without augmentation: mean and standard deviation over the seeds."""
+    import matplotlib.pyplot as plt
+
+    points = few_images_points(data)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0), dpi=100, sharey=True)
+    style = {"augmented": ("tab:green", "o-"), "not augmented": ("tab:orange", "s--")}
+    panels = (("seg_watershed", "SEG, seeded watershed (beyond the paper)"),
+              ("seg_components", "SEG, connected components (paper's way)"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for kind, series in points.items():
+            color, fmt = style.get(kind, ("0.3", "o-"))
+            mean = [m for m, _ in series[key]]
+            sd = [s for _, s in series[key]]
+            ax.errorbar(series["frames"], mean, yerr=sd, fmt=fmt, color=color, capsize=3,
+                        label=kind)
+        paper = PAPER.get(data.get("dataset", ""), {}).get("seg")
+        if paper:
+            ax.axhline(paper, color="tab:red", ls=":", lw=1.2, label=f"paper's SEG ({paper})")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({f for s in points.values() for f in s["frames"]}))
+        ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
+        ax.set_xlabel("training frames (gold truth, sequence 01)")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test SEG (mean ± sd over seeds)")
+    axes[0].legend(fontsize=9, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def plot_budget_curve(curve: Mapping[str, Any]):
     """Test SEG of both instance methods and pixel IoU against training steps, from one run's
     checkpoints (``studies/budget_curve.py``); parameters chosen on validation at each step."""

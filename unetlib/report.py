@@ -13,7 +13,7 @@ from unetlib.provenance import write_json_atomic
 
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps",
-               "silver_truth", "gpu_quick_long", "gpu_paper")
+               "silver_truth", "few_images", "gpu_quick_long", "gpu_paper")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error", "threshold")
 
@@ -212,12 +212,45 @@ def _mean_sd(entry: Mapping[str, Any]) -> str:
             f"({min(entry['values']):.3f}–{max(entry['values']):.3f})")
 
 
+def describe_few_images(data: Mapping[str, Any], method: str = "watershed") -> str:
+    """Markdown bullets, one per frame count: test SEG (``method``) with and without
+    augmentation over the seeds, their difference, and whether it exceeds the seeds' spread
+    (the two standard deviations added)."""
+    from unetlib.plots import few_images_points
+
+    points = few_images_points(data)
+    aug, plain = points.get("augmented"), points.get("not augmented")
+    if not aug or not plain:
+        return "_the study has not run both arms yet_"
+    key = f"seg_{method}"
+    by_frames = {f: v for f, v in zip(plain["frames"], plain[key], strict=True)}
+    lines = []
+    for frames, (m_a, s_a) in zip(aug["frames"], aug[key], strict=True):
+        if frames not in by_frames:
+            continue
+        m_p, s_p = by_frames[frames]
+        diff = m_a - m_p
+        verdict = ("larger than" if abs(diff) > s_a + s_p else "within")
+        lines.append(f"- {frames} frame{'s' if frames != 1 else ''}: SEG {m_a:.3f} ± {s_a:.3f} "
+                     f"augmented, {m_p:.3f} ± {s_p:.3f} not; difference {diff:+.3f}, {verdict} "
+                     f"the seeds' spread ({s_a + s_p:.3f})")
+    seeds = len(data.get("seeds", [])) or "?"
+    return (f"{METHOD_LABELS[method]}, {seeds} seeds, {data.get('steps', '?')} steps a run:\n\n"
+            + "\n".join(lines))
+
+
 def describe_run_set(data: Mapping[str, Any]) -> str:
     """One sentence on an experiment file's runs: how many seeds, the steps each ran (and why it
     stopped), training seconds, the hardware, and the command that made it."""
     runs = list(data["runs"].values())
-    steps = ", ".join(str(r["steps_done"]) for r in runs)
-    seconds = ", ".join(f"{r['train_seconds']:.0f}" for r in runs)
+    if len(runs) <= 4:
+        steps = ", ".join(str(r["steps_done"]) for r in runs)
+        seconds = ", ".join(f"{r['train_seconds']:.0f}" for r in runs)
+    else:  # a study's many runs: the range
+        lo, hi = (f(r["steps_done"] for r in runs) for f in (min, max))
+        steps = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        seconds = (f"{min(r['train_seconds'] for r in runs):.0f} to "
+                   f"{max(r['train_seconds'] for r in runs):.0f}")
     hw = data.get("hardware", {})
     where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores, no GPU)"
     reasons = sorted({str(r.get("stopped_by") or "patience").replace("_", " ")
@@ -225,7 +258,7 @@ def describe_run_set(data: Mapping[str, Any]) -> str:
     n_stopped = sum(bool(r.get("stopped_early")) for r in runs)
     why = (f"; {n_stopped} of {len(runs)} stopped early ({', '.join(reasons)})"
            if n_stopped else "")
-    return (f"{len(runs)} seed(s) of profile `{data['profile']}` on {data['dataset']}: "
+    return (f"{len(runs)} run(s) of profile `{data['profile']}` on {data['dataset']}: "
             f"{steps} steps{why}; {seconds} s of training each on {where}. Command: "
             f"`{data['command']}`.")
 

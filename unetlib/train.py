@@ -108,6 +108,7 @@ def load_splits(config: TrainConfig) -> tuple[list, list, list]:
     from unetlib.data import load_dataset
 
     gold = list(load_dataset(config.dataset, "train", config.data_root))
+    gold_names = {s.name for s in gold}  # every gold time point, used or not
     test = list(load_dataset(config.dataset, "test", config.data_root))
     if config.n_train:
         gold = gold[: config.n_train]
@@ -120,7 +121,7 @@ def load_splits(config: TrainConfig) -> tuple[list, list, list]:
     if config.truth == "gold":
         train = [s for i, s in enumerate(gold) if i not in val_idx]
         if config.silver_val:
-            val += _silver_validation(config, {s.name for s in gold})
+            val += _silver_validation(config, gold_names)
     else:
         silver = load_dataset(config.dataset, "train", config.data_root, truth=config.truth,
                               frames_without_mask="skip")
