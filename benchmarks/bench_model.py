@@ -6,8 +6,12 @@ For every width (base channels; 64 = the paper's network) and every image size S
   weight map) on the smallest valid input tile whose output covers S x S (valid padding: S = 512
   -> 700x700 input, 516x516 output; S = 388 -> the paper's 572 -> 388 tile).
 * ``infer``: one forward pass (eval, no_grad, softmax) on that same tile.
-* ``tiled``: ``predict_tiled`` of a full S x S image with the default 572x572 tile (batch of
+* ``tiled572``: ``predict_tiled`` of a full S x S image with the paper's 572x572 tile (batch of
   ``--batch-size`` tiles), i.e. the overlap-tile strategy of Fig. 2 including the mirroring.
+* ``tiled``: ``predict_tiled`` with its default tile (:func:`unetlib.tiling.default_tile`: the
+  smallest valid tile covering the image within ``--memory-budget``, so one pass for S = 512).
+  Its output equals ``tiled572``'s up to rounding; the ratio to ``infer`` is the cost of tiling.
+  ``--large 4096`` adds this case for a 4096 x 4096 image, where the budget caps the tile.
 
 Peak memory: CUDA -> ``torch.cuda.max_memory_allocated`` minus the memory held before the step
 (model, inputs, optimizer state already allocated). CPU -> every case runs in a fresh process
@@ -40,7 +44,7 @@ if _ROOT not in sys.path:
 
 from unetlib.provenance import command_line, cpu_name, write_json_atomic  # noqa: E402
 
-TASKS = ("train", "infer", "tiled")
+TASKS = ("train", "infer", "tiled572", "tiled")
 
 
 def _maxrss_mib() -> float:
@@ -67,6 +71,7 @@ def _run_case(case: dict[str, Any]) -> dict[str, Any]:
     tile_in = model.valid_input_size(S + diff)
     tile_out = model.output_size(tile_in)
     task = case["task"]
+    result_extra: dict[str, Any] = {}
     if task == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
@@ -92,12 +97,15 @@ def _run_case(case: dict[str, Any]) -> dict[str, Any]:
         shape = f"{tile_in}->{tile_out}"
     else:
         image = torch.randn(S, S, device=device)
-        tile = default_tile(model)
+        budget = case.get("memory_budget", 2 * 2**30)
+        tile = 572 if task == "tiled572" else default_tile(model, (S, S), budget)
 
         def step() -> None:
             predict_tiled(model, image, tile=tile, batch_size=case["batch_size"])
 
         shape = f"{S}x{S} image, tile {tile}->{model.output_size(tile)}"
+        if task == "tiled":
+            result_extra["memory_budget_mib"] = budget / 2**20
 
     def sync() -> None:
         if device.type == "cuda":
@@ -124,6 +132,7 @@ def _run_case(case: dict[str, Any]) -> dict[str, Any]:
         "times_s": times,
         "median_s": statistics.median(times),
         "min_s": min(times),
+        **result_extra,
     }
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
@@ -197,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed calls first (default: 3 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--memory-budget", type=float, default=2.0,
+                   help="GiB of activations the default tile may take ('tiled'; default 2)")
+    p.add_argument("--large", type=int, nargs="*", default=[],
+                   help="extra image sizes for the 'tiled' task only (e.g. 4096)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
 
@@ -207,26 +220,28 @@ def main(argv: list[str] | None = None) -> int:
     # CPU timings on a shared machine depend on the load: record it
     hardware["loadavg_start"] = list(os.getloadavg())
     rows = []
-    for width in args.widths:
-        for size in args.sizes:
-            for task in args.tasks:
-                reps = args.reps or (10 if on_cuda else (2 if width >= 64 else 3))
-                warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 1)
-                case = dict(task=task, width=width, size=size, depth=args.depth,
-                            padding=args.padding, device=args.device, reps=reps,
-                            warmup=warmup, batch_size=args.batch_size, threads=args.threads)
-                r = _run_case(case) if on_cuda else _run_isolated(case)
-                rows.append(r)
-                if "error" in r:
-                    print(f"{task:6s} width={width:3d} S={size}: {r['error']}", flush=True)
-                    continue
-                print(
-                    f"{task:6s} width={width:3d} params={r['params'] / 1e6:6.2f}M "
-                    f"{r['shape']:34s} median {r['median_s'] * 1e3:9.1f} ms "
-                    f"(min {r['min_s'] * 1e3:9.1f}, n={reps})  peak mem +"
-                    f"{r['peak_mem_delta_mib']:8.1f} MiB (abs {r['peak_mem_mib']:8.1f})",
-                    flush=True,
-                )
+    cases = [(width, size, task) for width in args.widths for size in args.sizes
+             for task in args.tasks]
+    cases += [(width, size, "tiled") for width in args.widths for size in args.large]
+    for width, size, task in cases:
+        reps = args.reps or (10 if on_cuda else (2 if width >= 64 else 3))
+        warmup = args.warmup if args.warmup is not None else (3 if on_cuda else 1)
+        case = dict(task=task, width=width, size=size, depth=args.depth,
+                    padding=args.padding, device=args.device, reps=reps,
+                    warmup=warmup, batch_size=args.batch_size, threads=args.threads,
+                    memory_budget=int(args.memory_budget * 2**30))
+        r = _run_case(case) if on_cuda else _run_isolated(case)
+        rows.append(r)
+        if "error" in r:
+            print(f"{task:6s} width={width:3d} S={size}: {r['error']}", flush=True)
+            continue
+        print(
+            f"{task:6s} width={width:3d} params={r['params'] / 1e6:6.2f}M "
+            f"{r['shape']:34s} median {r['median_s'] * 1e3:9.1f} ms "
+            f"(min {r['min_s'] * 1e3:9.1f}, n={reps})  peak mem +"
+            f"{r['peak_mem_delta_mib']:8.1f} MiB (abs {r['peak_mem_mib']:8.1f})",
+            flush=True,
+        )
     hardware["loadavg_end"] = list(os.getloadavg())
     payload = {
         "benchmark": "unetlib UNet train step / inference",

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from unetlib.model import UNet
-from unetlib.tiling import _plan, default_tile, mirror_pad, padded_extent, predict_tiled
+from unetlib.tiling import (
+    _plan,
+    default_tile,
+    mirror_pad,
+    padded_extent,
+    predict_tiled,
+    tile_memory,
+)
 
 
 def _net(depth=3, base=8, num_classes=2, padding="valid", in_channels=1, seed=0) -> UNet:
@@ -46,6 +53,32 @@ def test_default_tile():
     assert default_tile(_net(depth=3)) == 572  # 572 = 4 * 140 + 12 is valid for depth 3
     stride, margin = _plan(5, "valid", 572, None)
     assert (stride, margin) == (384, 92)
+
+
+def test_default_tile_covers_the_image_in_one_pass_within_the_memory_budget():
+    with torch.device("meta"):
+        paper = UNet.paper()
+        # 700 -> 516 output, stride 512: one tile for a 512 x 512 frame (684 gives stride 496)
+        assert default_tile(paper, (512, 512)) == 700
+        assert _plan(5, "valid", 684, None)[0] < 512
+        assert default_tile(paper, (300, 200)) == 572  # never below the paper's tile
+        big = default_tile(paper, (4096, 4096), memory_budget=2**31)
+        assert 572 < big < 4096 and tile_memory(paper, big) <= 2**31
+        assert tile_memory(paper, big + 16) > 2**31  # the next valid tile would not fit
+        assert default_tile(paper, (4096, 4096), memory_budget=1) == 572
+        assert default_tile(UNet(padding="same"), (2048, 2048)) == 512  # tile-dependent result
+
+
+@pytest.mark.parametrize("shape", [(70, 100), (150, 97), (300, 41)])
+def test_default_tile_gives_the_same_probabilities_as_the_papers_tile(shape):
+    # the stitched result equals one pass over the padded image whatever the tile
+    model = _net(depth=3)
+    image = torch.randn(1, *shape)
+    small = predict_tiled(model, image, tile=60)
+    auto = predict_tiled(model, image)
+    torch.testing.assert_close(auto, small, rtol=1e-4, atol=1e-5)
+    capped = predict_tiled(model, image, memory_budget=1)  # the floor tile, 572
+    torch.testing.assert_close(capped, small, rtol=1e-4, atol=1e-5)
 
 
 EQUALITY_CASES = [

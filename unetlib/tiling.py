@@ -32,7 +32,7 @@ from torch import nn
 
 from unetlib.model import output_size, valid_input_size
 
-__all__ = ["predict_tiled", "mirror_pad", "padded_extent", "default_tile"]
+__all__ = ["predict_tiled", "mirror_pad", "padded_extent", "default_tile", "tile_memory"]
 
 
 def _reflect_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
@@ -60,13 +60,48 @@ def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) ->
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
-def default_tile(model: nn.Module) -> int:
-    """The paper's 572x572 input tile (nearest valid size for other depths); 512 for same padding
-    (rounded to a multiple of ``2 ** (depth - 1)``)."""
+#: bytes of activations per input pixel and first-level channel during inference, an upper
+#: bound for :class:`unetlib.UNet` in float32 (the first level holds a few maps of ``width``
+#: channels at full size; the deeper levels and the skip copies add less than as much again)
+BYTES_PER_PIXEL_CHANNEL = 16
+
+
+def tile_memory(model: nn.Module, tile: int, batch_size: int = 1) -> int:
+    """Estimated peak activation memory (bytes) of one forward pass over ``batch_size`` square
+    input tiles of side ``tile`` (an upper bound; ``benchmarks/bench_model.py`` measures it)."""
+    width = int(getattr(getattr(model, "head", None), "in_channels", 64))
+    return BYTES_PER_PIXEL_CHANNEL * width * tile * tile * batch_size
+
+
+def default_tile(model: nn.Module, image_shape: tuple[int, int] | None = None,
+                 memory_budget: int = 2 * 2**30) -> int:
+    """The input tile :func:`predict_tiled` uses when none is given.
+
+    Valid padding: stitched tiles equal one pass over the mirror-padded image, so the tile only
+    trades speed for memory. With ``image_shape``, the smallest valid tile whose stride covers
+    the whole image (one forward pass; 700 for the paper's network on 512 x 512) if its
+    :func:`tile_memory` fits ``memory_budget``, else the largest valid tile that fits, but never
+    smaller than the paper's 572 x 572. Without ``image_shape``: 572 (nearest valid size for
+    other depths).
+
+    Same padding: 512 (rounded to a multiple of ``2 ** (depth - 1)``); its tiles see zero padding
+    at their borders, so the result depends on the tile and the default does not follow the
+    image.
+    """
     depth, padding = _model_geometry(model)
-    if padding == "valid":
-        return valid_input_size(572, depth, padding, mode="nearest")
-    return valid_input_size(512, depth, padding, mode="nearest")
+    if padding != "valid":
+        return valid_input_size(512, depth, padding, mode="nearest")
+    floor = valid_input_size(572, depth, padding, mode="nearest")
+    if image_shape is None:
+        return floor
+    side = max(int(image_shape[0]), int(image_shape[1]))
+    tile = floor
+    while _plan(depth, padding, tile, None)[0] < side:  # grow until one tile covers the image
+        bigger = valid_input_size(tile + 1, depth, padding, mode="up")
+        if tile_memory(model, bigger) > memory_budget:
+            break
+        tile = bigger
+    return tile
 
 
 def _model_geometry(model: nn.Module) -> tuple[int, str]:
@@ -198,6 +233,7 @@ def predict_tiled(
     tta: bool = False,
     *,
     margin: int | None = None,
+    memory_budget: int = 2 * 2**30,
 ) -> torch.Tensor:
     """Class probabilities (num_classes, H, W) for an image of any size (paper Fig. 2).
 
@@ -207,14 +243,18 @@ def predict_tiled(
             its training flag is restored afterwards.
         image: (H, W) or (C, H, W), numpy or torch. Converted to the model's dtype and device
             without rescaling: normalize it as in training.
-        tile: side of the square *input* tile; default :func:`default_tile` (572 for the paper's
-            network, i.e. a 388x388 output of which a 384x384 stride is used). Must be a valid
-            input size (ValueError otherwise, naming the nearest valid sizes).
+        tile: side of the square *input* tile; default :func:`default_tile` of the image's size:
+            for the valid network the smallest tile that covers the image in one pass within
+            ``memory_budget`` (700 for the paper's network on 512 x 512; at least the paper's
+            572, whose 388 x 388 output gives a 384 x 384 stride). Must be a valid input size
+            (ValueError otherwise, naming the nearest valid sizes).
         batch_size: tiles per forward pass; bounds the memory.
         tta: average the probabilities over the 8 flips/rotations of the image (the paper
             averaged 7 rotated versions for the EM challenge). The result is exactly equivariant:
             ``predict_tiled(g(x), tta=True) == g(predict_tiled(x, tta=True))`` up to rounding.
         margin: same padding only: output pixels discarded at each tile side (see module doc).
+        memory_budget: bytes of activations (:func:`tile_memory`) the default tile may take per
+            tile; ignored when ``tile`` is given.
 
     Returns:
         float32 tensor (num_classes, H, W) on the model's device: softmax over the classes, or a
@@ -224,7 +264,8 @@ def predict_tiled(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if tile is None:
-        tile = default_tile(model)
+        shape = image.shape[-2:]
+        tile = default_tile(model, (int(shape[0]), int(shape[1])), memory_budget)
     if not isinstance(tile, int) or isinstance(tile, bool):
         raise TypeError(f"tile must be an int (side of the square input tile), got {tile!r}")
     try:
