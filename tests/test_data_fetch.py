@@ -3,9 +3,11 @@ truncated downloads, zip slip, links, offline errors and kills."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
+import json
 import os
 import signal
 import socket
@@ -15,15 +17,24 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
 
 from unetlib.data import load_dataset
 from unetlib.data.__main__ import main as cli
-from unetlib.data.fetch import FetchError, Source, download, fetch, safe_extract
+from unetlib.data.fetch import (
+    FetchError,
+    Source,
+    _json_incomplete,
+    download,
+    fetch,
+    safe_extract,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -73,8 +84,23 @@ def evil_zip(kind: str) -> bytes:
     return buf.getvalue()
 
 
+def png_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    iio.imwrite(buf, a, extension=".png")
+    return buf.getvalue()
+
+
 GOOD = ctc_zip()
-FILES = {"/DIC-C2DH-HeLa.zip": GOOD, "/plain.bin": b"0123456789" * 1000}
+FRAME = (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8)
+FILES = {
+    "/DIC-C2DH-HeLa.zip": GOOD,
+    "/plain.bin": b"0123456789" * 1000,
+    "/ann.json": json.dumps(
+        {"images": [{"id": i, "file_name": f"f{i}.tif"} for i in range(200)], "annotations": []}
+    ).encode(),
+    "/frame.tif": _tif_bytes(FRAME),
+    "/frame.png": png_bytes(FRAME),
+}
 for _kind in ("slip", "absolute", "backslash", "symlink", "fifo"):
     FILES[f"/{_kind}.zip"] = evil_zip(_kind)
 
@@ -85,6 +111,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path
+        if path.startswith(("/nolength/", "/nolength-full/")):  # no Content-Length, then close
+            body = FILES["/" + path.split("/", 2)[2]]
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body if path.startswith("/nolength-full/") else body[: len(body) // 2])
+            self.close_connection = True
+            return
         if path.startswith("/truncated/"):  # promise more bytes than are sent, then hang up
             body = FILES["/" + path.split("/", 2)[2]]
             self.send_response(200)
@@ -117,16 +150,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture(scope="module")
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+@contextlib.contextmanager
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded http.server on 127.0.0.1 (a free port) for the block; yields its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serve(Handler) as url:
+        yield url
 
 
 def _sha(b: bytes) -> str:
@@ -343,3 +385,186 @@ def test_killed_fetch_leaves_no_partial_data(server, tmp_path, sig):
     # SIGKILL cannot be caught: a .part may remain; the next fetch removes it and succeeds.
     fetch("DIC-C2DH-HeLa", root, base_url=server, verify=False, log=lambda m: None)
     assert (root / "DIC-C2DH-HeLa/02/t000.tif").is_file() and leftovers(root) == []
+
+
+# ---------------------------------------------------------------- a fetch touches only its own
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of a process that runs for the test (another user of the data folder)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_fetch_removes_only_its_own_abandoned_temp_files(server, tmp_path, live_pid):
+    root = tmp_path / "root"
+    root.mkdir()
+    dead = _dead_pid()
+    keep = [
+        f".DIC-C2DH-HeLa.{live_pid}.k3j_x.part",  # a fetch that is running
+        f".other-set.{dead}.a1b2.part",  # another data set's
+        ".notes.part",  # not a fetch's name at all
+        ".DIC-C2DH-HeLa.zip.abc123.part",  # the old naming (no pid): cannot be proven dead
+    ]
+    gone = [f".DIC-C2DH-HeLa.{dead}.zz9_q.part"]
+    for name in keep + gone:
+        (root / name).write_bytes(b"someone's bytes")
+    (root / f".DIC-C2DH-HeLa.{dead}.qq.extracting").mkdir()
+    (root / f".DIC-C2DH-HeLa.{dead}.qq.extracting/x.tif").write_bytes(b"half")
+    logs = []
+    with pytest.raises(FetchError, match="HTTP 404"):  # and a failed fetch deletes nothing else
+        fetch(
+            "fake",
+            root,
+            base_url=server,
+            sources=registry(None, file="nothing.zip"),
+            log=logs.append,
+        )
+    assert sorted(p.name for p in root.iterdir()) == sorted(keep)
+    assert all((root / n).read_bytes() == b"someone's bytes" for n in keep)
+    assert sum("left by a fetch that was killed" in m for m in logs) == 2
+
+
+def test_temp_files_carry_the_pid(server, tmp_path):
+    seen = []
+
+    def progress(got, total):  # look at the folder while the download runs
+        seen.extend(p.name for p in tmp_path.iterdir())
+
+    download(f"{server}/plain.bin", tmp_path / "p.bin", progress=progress)
+    assert seen and all(n.startswith(f".p.bin.{os.getpid()}.") for n in seen), seen
+    assert all(n.endswith(".part") for n in seen) and leftovers(tmp_path) == []
+
+
+def test_concurrent_fetch_is_refused_and_its_files_kept(server, tmp_path):
+    root = tmp_path / "root"
+    proc = _start_slow_fetch(server, root)
+    try:
+        partial = [p for p in root.iterdir() if p.name.endswith(".part")]
+        lock = root / ".DIC-C2DH-HeLa.lock"
+        assert lock.read_text().split()[0] == str(proc.pid)
+        with pytest.raises(FetchError, match=r"\.DIC-C2DH-HeLa\.lock.*another fetch"):
+            fetch("DIC-C2DH-HeLa", root, base_url=server, verify=False, log=lambda m: None)
+        with pytest.raises(FetchError, match="HTTP 404"):  # another set in the same root
+            reg = registry(None, file="nothing.zip", dest="OTHER")
+            fetch("fake", root, base_url=server, sources=reg, log=lambda m: None)
+        assert all(p.exists() for p in partial) and lock.exists()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert (root / "DIC-C2DH-HeLa/02/t001.tif").is_file() and not lock.exists()
+    assert leftovers(root) == []
+
+
+def test_dead_lock_is_taken_over_live_or_foreign_lock_refused(server, tmp_path, live_pid):
+    lock = tmp_path / ".fake.lock"
+    reg = registry(_sha(GOOD))
+    for who in (f"{live_pid} {socket.gethostname()}", f"{_dead_pid()} another-host", ""):
+        lock.write_text(who + "\n")
+        with pytest.raises(FetchError, match=r"\.fake\.lock"):
+            fetch("fake", tmp_path, base_url=server, sources=reg, log=lambda m: None)
+        assert lock.read_text() == who + "\n"  # left as it was
+    lock.write_text(f"{_dead_pid()} {socket.gethostname()}\n")
+    fetch("fake", tmp_path, base_url=server, sources=reg, log=lambda m: None)
+    assert (tmp_path / "DIC-C2DH-HeLa/01/t000.tif").is_file()
+    assert not lock.exists() and not list(tmp_path.glob(".fake.lock*"))
+
+
+def test_force_replaces_only_what_it_installs(server, tmp_path):
+    reg = registry(_sha(GOOD))
+    where = fetch("fake", tmp_path, base_url=server, sources=reg, log=lambda m: None)
+    original = (where / "01/t000.tif").read_bytes()
+    (where / "01/t000.tif").write_bytes(b"damaged")
+    (where / "01/notes.txt").write_text("mine")  # inside a folder the archive installs
+    (where / "results").mkdir()
+    (where / "results/seg.tif").write_text("mine too")
+    fetch("fake", tmp_path, base_url=server, sources=reg, force=True, log=lambda m: None)
+    assert (where / "01/t000.tif").read_bytes() == original
+    assert (where / "01/notes.txt").read_text() == "mine"
+    assert (where / "results/seg.tif").read_text() == "mine too"
+    assert leftovers(tmp_path) == []
+
+
+def test_force_refuses_to_delete_a_folder_in_the_way(server, tmp_path):
+    reg = registry(_sha(GOOD))
+    where = fetch("fake", tmp_path, base_url=server, sources=reg, log=lambda m: None)
+    in_the_way = where / "02/t001.tif"
+    in_the_way.unlink()
+    in_the_way.mkdir()
+    (in_the_way / "keep.txt").write_text("mine")
+    before = (where / "01/t000.tif").read_bytes()
+    (where / "01/t000.tif").write_bytes(b"damaged")
+    with pytest.raises(FetchError, match=r"02/t001\.tif: a folder where the archive installs"):
+        fetch("fake", tmp_path, base_url=server, sources=reg, force=True, log=lambda m: None)
+    assert (in_the_way / "keep.txt").read_text() == "mine"
+    assert (where / "01/t000.tif").read_bytes() == b"damaged" != before  # nothing moved
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- downloads without a length
+
+
+@pytest.mark.parametrize("file", ["ann.json", "frame.tif", "frame.png", "DIC-C2DH-HeLa.zip"])
+def test_cut_download_without_length_is_not_installed(server, tmp_path, file):
+    extract = file.endswith(".zip")
+    dest = "OUT" if extract else f"OUT/{file}"
+    src = Source(f"http://example.invalid/{file}", None, dest, extract=extract, strip=1)
+    with pytest.raises(FetchError) as err:
+        fetch("cut", tmp_path, base_url=f"{server}/nolength", sources={"cut": (src,)})
+    msg = str(err.value)
+    assert f"{server}/nolength/{file}" in msg and "incomplete or corrupt" in msg, msg
+    assert str(tmp_path / dest) in msg
+    assert not (tmp_path / dest).exists() and leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["OUT"] if not extract else [])
+    # The whole file, still without a length, passes the check and is installed.
+    fetch("cut", tmp_path, base_url=f"{server}/nolength-full", sources={"cut": (src,)})
+    assert (tmp_path / dest).exists() and leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- permissions
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_installed_files_get_normal_permissions(server, tmp_path, umask_022):
+    where = fetch("fake", tmp_path, base_url=server, sources=registry(None), log=lambda m: None)
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [where, *where.rglob("*")]}
+    assert {oct(m) for p, m in modes.items() if p.is_dir()} == {"0o755"}
+    assert {oct(m) for p, m in modes.items() if p.is_file()} == {"0o644"}
+    assert (where / ".sha256").is_file() and (where / ".fetched-DIC-C2DH-HeLa.zip").is_file()
+    download(f"{server}/plain.bin", tmp_path / "sub/p.bin")
+    assert oct(stat.S_IMODE((tmp_path / "sub/p.bin").stat().st_mode)) == "0o644"
+    assert oct(stat.S_IMODE((tmp_path / "sub").stat().st_mode)) == "0o755"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
+def test_json_completeness_scan(tmp_path, chunk):
+    """Every proper prefix of a document is incomplete, whatever the block size (strings with
+    brackets, quotes and backslashes cross the block boundaries)."""
+    doc = json.dumps({"a": ['x"]}\\', {"b": [1, 2.5e3, None]}], "c": "\\\\", "d": {}})
+    path = tmp_path / "a.json"
+    path.write_text(doc + "\n")
+    assert _json_incomplete(path, chunk) is None
+    for cut in range(len(doc)):
+        path.write_text(doc[:cut])
+        assert _json_incomplete(path, chunk) is not None, doc[:cut]
+    for bad in ("<html></html>", "{} {}", "[]]", '"just a string"', "{}x"):
+        path.write_text(bad)
+        assert _json_incomplete(path, chunk) is not None, bad
