@@ -522,3 +522,60 @@ def test_real_hela():
     assert len(silver) == 84
     for s in test:
         assert s.image.shape == s.labels.shape == (512, 512) and s.n_cells >= 5
+
+
+# ---------------------------------------------------------------- LIVECell: checked input
+
+
+def _coco_with(livecell_root, segmentation) -> Path:
+    root = livecell_root[0]
+    path = root / "livecell/livecell_coco_train.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"] = [{**coco["annotations"][0], "segmentation": segmentation}]
+    path.write_text(json.dumps(coco))
+    return root
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_livecell_rle_segmentation(livecell_root, compressed):
+    """An RLE (COCO's compressed string or a list of runs) gives exactly its mask."""
+    mask_utils = pytest.importorskip("pycocotools.mask")
+    mask = np.zeros((30, 40), np.uint8)
+    mask[3:12, 5:30] = 1
+    mask[20:28, 1:4] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    counts = rle["counts"].decode()
+    if not compressed:  # runs of the column-major flattened mask
+        flat = mask.flatten(order="F")
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+        counts = ([0] if flat[0] else []) + np.diff(bounds).tolist()
+    root = _coco_with(livecell_root, {"size": [30, 40], "counts": counts})
+    labels = load_dataset("livecell", root=root)[0].labels
+    np.testing.assert_array_equal(labels, mask.astype(np.int32))
+
+
+def test_livecell_rle_decoder_matches_pycocotools():
+    mask_utils = pytest.importorskip("pycocotools.mask")
+    from unetlib.data.livecell import _decode_counts
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        m = np.asfortranarray((rng.random((17, 23)) > rng.random()).astype(np.uint8))
+        counts = mask_utils.encode(m)["counts"].decode()
+        runs = _decode_counts(counts, "x")
+        assert sum(runs) == m.size
+        decoded = np.repeat(np.arange(len(runs)) % 2, runs).reshape(m.shape, order="F")
+        np.testing.assert_array_equal(decoded, m)
+
+
+def test_livecell_short_polygons_are_still_left_out(livecell_root):
+    root = _coco_with(livecell_root, [[1, 1, 5, 5], [2, 2, 22, 2, 22, 17, 2, 17]])
+    labels = load_dataset("livecell", root=root)[0].labels
+    assert set(np.unique(labels)) == {0, 1} and labels[10, 10] == 1
+
+
+def test_livecell_bad_polygon_names_file_and_annotation(livecell_root):
+    root = _coco_with(livecell_root, [[2, 2, float("nan"), 2, 22, 17, 2, 17]])
+    ds = load_dataset("livecell", root=root)  # geometry is checked when the image is read
+    with pytest.raises(ValueError, match=r"livecell_coco_train\.json: annotation 10: .*NaN"):
+        ds[0]

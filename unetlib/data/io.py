@@ -15,6 +15,7 @@ frames) need the optional ``imagecodecs`` package, so without it they are read w
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 NORMALIZATIONS = ("dtype", "minmax")
+#: Most values one TIFF file may declare (2**28: a 16384 x 16384 image; the data sets here
+#: hold at most a few million).
+MAX_PIXELS = 1 << 28
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -30,6 +34,18 @@ def _check_file(path: Path) -> None:
         raise FileNotFoundError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: file is empty (0 bytes)")
+
+
+def _check_size(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse a TIFF whose header declares more than `MAX_PIXELS` values before they are
+    allocated: a corrupt or hostile width/height tag would otherwise exhaust the memory (PNG and
+    Pillow's TIFF reader have their own limit, ``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    n = math.prod(int(d) for d in shape)
+    if n > MAX_PIXELS:
+        raise ValueError(
+            f"{path}: declares {n:,} values (shape {tuple(shape)}), more than the "
+            f"{MAX_PIXELS:,} read here (a corrupt header?)"
+        )
 
 
 def _pillow_pages(path: Path) -> Iterator[np.ndarray]:
@@ -50,6 +66,7 @@ def read_pages(path: str | os.PathLike) -> list[np.ndarray]:
 
             try:
                 with tifffile.TiffFile(path) as tif:
+                    _check_size(path, tif.series[0].shape if tif.series else ())
                     arr = tif.asarray()
                     n_pages = len(tif.pages)
             except ValueError as exc:
