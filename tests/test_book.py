@@ -369,6 +369,23 @@ def test_index_states_the_committed_headline():
         seg = json.loads(silver.read_text())["summary"]["watershed"]["seg"]
         text = f"silver truth, seeded watershed: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
         assert text in index, f"index.md should say {text!r}"
+    # the GPU session's rows and the gold-only validation that silver_val replaced
+    expected = {
+        "gpu_paper": [("components", "paper's way, GPU: SEG **{mean:.3f}**"),
+                      ("watershed", "seeded watershed, GPU: SEG **{mean:.3f}**")],
+        "gpu_quick_long": [("watershed", "quick recipe on a GPU, seeded watershed: SEG "
+                                         "**{mean:.3f} ± {sd:.3f}**")],
+        "02_train_gold_validation": [("watershed", "{mean:.3f} ± {sd:.3f} with the watershed"),
+                                     ("components", "{mean:.3f} ± {sd:.3f} the paper's way")],
+    }
+    for name, checks in expected.items():
+        path = PROJECT_ROOT / "book" / "results" / f"{name}.json"
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text())["summary"]
+        for method, template in checks:
+            text = template.format(**summary[method]["seg"])
+            assert text in " ".join(index.split()), f"index.md should say {text!r} ({name})"
 
 
 def test_committed_book_names_no_path_of_the_machine_that_made_it():

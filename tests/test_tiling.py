@@ -77,8 +77,30 @@ def test_default_tile_gives_the_same_probabilities_as_the_papers_tile(shape):
     small = predict_tiled(model, image, tile=60)
     auto = predict_tiled(model, image)
     torch.testing.assert_close(auto, small, rtol=1e-4, atol=1e-5)
-    capped = predict_tiled(model, image, memory_budget=1)  # the floor tile, 572
+    capped = predict_tiled(model, image, memory_budget=1)  # the floor tile, 572, one at a time
     torch.testing.assert_close(capped, small, rtol=1e-4, atol=1e-5)
+
+
+def test_memory_budget_bounds_one_forward_pass(monkeypatch):
+    import unetlib.tiling as tiling
+
+    model, seen = _net(depth=3), []
+    original = tiling._predict_once
+
+    def spy(model, x, tile, stride, margin, batch_size, *rest):
+        seen.append((tile, batch_size))
+        return original(model, x, tile, stride, margin, batch_size, *rest)
+
+    monkeypatch.setattr(tiling, "_predict_once", spy)
+    image = torch.randn(1, 1200, 1300)
+    for budget in (1, 3 * tile_memory(model, 572), 9 * tile_memory(model, 572)):
+        predict_tiled(model, image, batch_size=8, memory_budget=budget)
+        tile, batch = seen[-1]
+        assert tile == default_tile(model, (1200, 1300), budget)
+        assert batch == max(1, min(8, budget // tile_memory(model, tile)))
+        assert batch == 1 or batch * tile_memory(model, tile) <= budget
+    assert seen[0] == (572, 1)  # nothing fits: the paper's tile, one at a time
+    assert _plan(3, "valid", seen[-1][0], None)[0] >= 1300  # enough budget: one covering tile
 
 
 EQUALITY_CASES = [

@@ -12,8 +12,9 @@ from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metric
 from unetlib.provenance import write_json_atomic
 
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
-EXPERIMENTS = ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps",
-               "silver_truth", "few_images", "gpu_quick_long", "gpu_paper")
+EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
+               "03_augmentation_ablation", "04_weight_maps", "silver_truth", "few_images",
+               "gpu_quick_long", "gpu_paper")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error", "threshold")
 

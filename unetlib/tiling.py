@@ -253,8 +253,9 @@ def predict_tiled(
             averaged 7 rotated versions for the EM challenge). The result is exactly equivariant:
             ``predict_tiled(g(x), tta=True) == g(predict_tiled(x, tta=True))`` up to rounding.
         margin: same padding only: output pixels discarded at each tile side (see module doc).
-        memory_budget: bytes of activations (:func:`tile_memory`) the default tile may take per
-            tile; ignored when ``tile`` is given.
+        memory_budget: bytes of activations (:func:`tile_memory`) one forward pass may take when
+            the tile is chosen by default (the tile, then how many tiles go into one batch, at
+            most ``batch_size``, at least one); ignored when ``tile`` is given.
 
     Returns:
         float32 tensor (num_classes, H, W) on the model's device: softmax over the classes, or a
@@ -266,6 +267,8 @@ def predict_tiled(
     if tile is None:
         shape = image.shape[-2:]
         tile = default_tile(model, (int(shape[0]), int(shape[1])), memory_budget)
+        # the budget bounds one forward pass: as many of these tiles as fit in it
+        batch_size = max(1, min(batch_size, memory_budget // tile_memory(model, tile)))
     if not isinstance(tile, int) or isinstance(tile, bool):
         raise TypeError(f"tile must be an int (side of the square input tile), got {tile!r}")
     try:
