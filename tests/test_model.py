@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -269,6 +270,28 @@ def test_checkpoint_round_trip(tmp_path):
     assert torch.equal(loaded(x), net(x))
     opt2 = torch.optim.SGD(loaded.parameters(), lr=0.1, momentum=0.99)
     opt2.load_state_dict(extra["optimizer"])
+
+
+def test_interrupted_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
+    net = UNet(depth=2, base_channels=2)
+    path = tmp_path / "ckpt.pt"
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(path, net, epoch=1)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    before = path.read_bytes()
+
+    def cut(obj, f):  # the machine stops half-way through writing the new checkpoint
+        f.write(before[: len(before) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", cut)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, net, epoch=2)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    assert load_checkpoint(path)[1] == {"epoch": 1}
 
 
 def test_checkpoint_rejects_non_plain_extra(tmp_path):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +15,14 @@ import pytest
 import torch
 
 from unetlib import provenance
-from unetlib.provenance import command_line, cpu_name, hardware, write_json_atomic
+from unetlib.provenance import (
+    command_line,
+    cpu_name,
+    hardware,
+    replacing,
+    write_atomic,
+    write_json_atomic,
+)
 
 # ----------------------------------------------------------------------------------------------
 # write_json_atomic
@@ -92,6 +101,84 @@ def test_file_permissions_follow_the_umask(tmp_path):
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
 
+
+# ----------------------------------------------------------------------------------------------
+# write_atomic and replacing: the one atomic write of the package (results, checkpoints, book)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_write_atomic_replaces_the_file_whole(tmp_path, umask_022):
+    path = tmp_path / "a" / "ckpt.pt"
+    seen = []
+
+    def write(f):
+        seen.append(sorted(p.name for p in path.parent.iterdir()))
+        f.write(b"new")
+
+    assert write_atomic(str(path), write, fsync=True) == path
+    assert path.read_bytes() == b"new"
+    assert re.fullmatch(rf"\.ckpt\.pt\.{os.getpid()}\.\w+\.tmp", seen[0][0]), seen
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt.pt"]
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_write_that_fails_half_way_keeps_the_old_file_and_no_temp(tmp_path, error):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(b"old")
+
+    def write(f):
+        f.write(b"half of the new")
+        f.flush()
+        raise error
+
+    with pytest.raises(type(error)):
+        write_atomic(path, write)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_write_that_fails_creates_no_file(tmp_path):
+    with pytest.raises(ValueError):
+        write_atomic(tmp_path / "new.pt", lambda f: (f.write(b"x"), int("no")))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replacing_keeps_the_suffix_for_tools_that_want_one(tmp_path):
+    with replacing(tmp_path / "02_train.ipynb", keep_suffix=True) as tmp:
+        assert tmp.parent == tmp_path and tmp.is_file() and tmp.stat().st_size == 0
+        parts = tmp.name.split(".")  # .STEM.PID.XXXX.ipynb, as book._remove_dead_partials reads
+        assert parts[:3] == ["", "02_train", str(os.getpid())] and parts[-1] == "ipynb"
+        assert len(parts) == 5
+        tmp.write_text("{}")
+    assert (tmp_path / "02_train.ipynb").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["02_train.ipynb"]
+
+
+def test_replacing_a_folder(tmp_path, umask_022):
+    with replacing(tmp_path / "vendor", directory=True) as tmp:
+        assert tmp.is_dir() and tmp.stat().st_mode & 0o777 == 0o755
+        (tmp / "a.js").write_text("x")
+    assert (tmp_path / "vendor" / "a.js").read_text() == "x"
+    with pytest.raises(RuntimeError), replacing(tmp_path / "other", directory=True) as tmp:
+        (tmp / "b.js").write_text("y")
+        raise RuntimeError("copy failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["vendor"]
+
+
+def test_a_mode_copied_onto_the_temporary_is_kept(tmp_path, umask_022):
+    src = tmp_path / "src.sh"
+    src.write_text("#!/bin/sh\n")
+    src.chmod(0o750)
+    with replacing(tmp_path / "dst.sh") as tmp:
+        shutil.copy2(src, tmp)
+    assert (tmp_path / "dst.sh").stat().st_mode & 0o777 == 0o750
 
 # ----------------------------------------------------------------------------------------------
 # hardware, cpu_name, command_line

@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +43,7 @@ from unetlib.profiles import (
     source_notebook,
     train_fields,
 )
-from unetlib.provenance import hardware, write_json_atomic
+from unetlib.provenance import hardware, replacing, write_json_atomic
 
 # (source in node_modules, destination under book/_vendor/vendor/)
 VENDORED_ASSETS: tuple[tuple[str, str], ...] = (
@@ -87,38 +86,31 @@ def run_notebook(
     """Execute ``source`` into ``target`` (atomically) with papermill; returns the wall time."""
     import papermill as pm
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # the pid in the name lets a later run remove what a killed run left (_remove_dead_partials)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=".ipynb",
-                               dir=target.parent)
-    os.close(fd)
     start = time.perf_counter()
-    try:
-        pm.execute_notebook(
-            str(source),
-            tmp,
-            parameters=params,
-            cwd=str(cwd),
-            kernel_name="python3",
-            progress_bar=True,
-            log_output=False,
-            report_mode=False,
-        )
-    except pm.PapermillExecutionError as err:
-        failed_dir.mkdir(parents=True, exist_ok=True)
-        kept = failed_dir / target.name
-        shutil.move(tmp, kept)
-        cell = _cell_source(kept, err.cell_index)
-        raise PipelineError(
-            f"{source.name} failed in cell {err.exec_count} (index {err.cell_index}):\n"
-            f"{_indent(cell)}\n{err.ename}: {err.evalue}\n"
-            f"The partially executed notebook is kept at {kept}"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _finish_page(Path(tmp), source, target)
-    os.replace(tmp, target)
+    # .STEM.PID.XXXX.ipynb: a later run removes what a killed run left (_remove_dead_partials)
+    with replacing(target, keep_suffix=True) as tmp:
+        try:
+            pm.execute_notebook(
+                str(source),
+                str(tmp),
+                parameters=params,
+                cwd=str(cwd),
+                kernel_name="python3",
+                progress_bar=True,
+                log_output=False,
+                report_mode=False,
+            )
+        except pm.PapermillExecutionError as err:
+            failed_dir.mkdir(parents=True, exist_ok=True)
+            kept = failed_dir / target.name
+            shutil.move(tmp, kept)
+            cell = _cell_source(kept, err.cell_index)
+            raise PipelineError(
+                f"{source.name} failed in cell {err.exec_count} (index {err.cell_index}):\n"
+                f"{_indent(cell)}\n{err.ename}: {err.evalue}\n"
+                f"The partially executed notebook is kept at {kept}"
+            ) from None
+        _finish_page(tmp, source, target)
     return time.perf_counter() - start
 
 
@@ -308,14 +300,12 @@ def vendor_assets(book_dir: Path = PROJECT_ROOT / "book",
         dst = dest_root / dst_rel
         if dst.exists():
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        if src.is_dir():
-            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.map", "*.LICENSE.txt"))
-        else:
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
+        with replacing(dst, directory=src.is_dir()) as tmp:
+            if src.is_dir():
+                shutil.copytree(src, tmp, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.map", "*.LICENSE.txt"))
+            else:
+                shutil.copy2(src, tmp)
     return dest_root
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from unetlib.provenance import write_atomic
 
 __all__ = [
     "UNet",
@@ -393,27 +394,13 @@ def save_checkpoint(path: str | os.PathLike, model: UNet, **extra: Any) -> Path:
     if not isinstance(model, UNet):
         raise TypeError(f"model must be a unetlib UNet, got {type(model).__name__}")
     _check_plain(extra, "extra")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": _CHECKPOINT_FORMAT,
         "config": dict(model.config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f), fsync=True)
 
 
 def load_checkpoint(

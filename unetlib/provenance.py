@@ -6,10 +6,13 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def hardware(device: str | None = None) -> dict[str, Any]:
@@ -63,20 +66,61 @@ def command_line() -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`write_atomic`)."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n"
+    return write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[BinaryIO], object], *, fsync: bool = False
+) -> Path:
+    """Create or replace the file ``path`` with what ``write`` writes to a binary file object,
+    atomically: readers see the old file or the whole new one, never a part, and a ``write``
+    that raises leaves the old file as it was and no temporary file (see :func:`replacing`).
+    ``fsync`` also flushes the data to disk before the rename (checkpoints)."""
+    path = Path(path)
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    return path
+
+
+@contextmanager
+def replacing(
+    path: str | os.PathLike, *, directory: bool = False, keep_suffix: bool = False
+) -> Iterator[Path]:
+    """The one way this package puts a file (or a folder) in place: yield a new, empty temporary
+    file (or folder) beside ``path`` for the caller to fill; when the ``with`` block ends
+    normally it is renamed onto ``path`` (``os.replace``), when it raises (including
+    ``KeyboardInterrupt``) it is removed and ``path`` is left as it was.
+
+    The temporary is named ``.NAME.<pid>.XXXX.tmp`` (``.STEM.<pid>.XXXX.SUFFIX`` with
+    ``keep_suffix``, for tools that insist on an extension), so a leftover of a killed process
+    can be recognised by its pid, and it gets the mode ``open``/``mkdir`` would give (0644 /
+    0755 under umask 022) rather than the 0600 / 0700 of ``mkstemp`` / ``mkdtemp``; copying
+    a mode onto it (``shutil.copy2``) is kept. Missing parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    label, suffix = (path.stem, path.suffix) if keep_suffix else (path.name, ".tmp")
+    where = dict(prefix=f".{label}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(**where))
+    else:
+        fd, tmp_name = tempfile.mkstemp(**where)
+        os.close(fd)
+        tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=_jsonable)
-            fh.write("\n")
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def _umask() -> int:

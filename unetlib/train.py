@@ -226,14 +226,9 @@ def compute_loss(config: TrainConfig, logits: torch.Tensor, target: torch.Tensor
 
 
 def _save(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from unetlib.provenance import write_atomic
+
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def _load(path: Path) -> dict:
