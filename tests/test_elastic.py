@@ -290,3 +290,28 @@ def test_parity_on_a_large_image_with_many_blocks():
         ref = elasticdeform.deform_grid(x, disp, order=3, mode=mode)
         out = deform_grid(torch.from_numpy(x), torch.from_numpy(disp), order=3, mode=mode)
         assert np.abs(out.numpy() - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_horner_coefficients_are_the_spline_weights(order):
+    """The eager sampler's polynomial coefficients expand the one weight definition."""
+    import unetlib.elastic as el
+
+    x = torch.linspace(0, 1, 101, dtype=torch.float64)
+    a = el._weight_matrix(order, torch.float64, x.device)[:, :, 0]  # (power, tap)
+    horner = sum(a[k][:, None] * x**k for k in range(order + 1))
+    direct = torch.stack(el._spline_weights(x, order))
+    torch.testing.assert_close(horner, direct, atol=1e-15, rtol=0)
+    torch.testing.assert_close(direct.sum(0), torch.ones_like(x), atol=1e-15, rtol=0)
+
+
+def test_mirror_padding_is_the_tiling_one():
+    """The fast path (torch reflect) and the wide-pad fallback give tiling.mirror_pad's numbers."""
+    import unetlib.elastic as el
+    from unetlib.tiling import mirror_pad
+
+    x = torch.arange(2 * 5 * 4, dtype=torch.float32).reshape(2, 1, 5, 4)
+    for pads in [(0, 0, 0, 0), (2, 2, 2, 2), (4, 1, 3, 0), (9, 17, 7, 12)]:
+        assert torch.equal(el._mirror_pad(x, *pads), mirror_pad(x, *pads)), pads
+    labels = x > 20
+    assert torch.equal(el._mirror_pad(labels, 2, 2, 2, 2), mirror_pad(labels, 2, 2, 2, 2))
