@@ -212,3 +212,12 @@ def test_profile_scales():
 @pytest.mark.parametrize("notebook", ["01_data", "05_explore"])
 def test_data_chapters_use_the_training_data_set(profile, notebook):
     assert parameters(profile, notebook)["dataset"] == train_config(profile, "02_train").dataset
+
+
+@pytest.mark.parametrize("overrides, named", [({"experiment": "../../x"}, "experiment"),
+                                              ({"experiment": "/tmp/x"}, "experiment"),
+                                              ({"n_seeds": 0}, "n_seeds"),
+                                              ({"n_seeds": 2.5}, "n_seeds")])
+def test_training_page_names_are_checked_before_a_kernel_starts(overrides, named):
+    with pytest.raises(ValueError, match=named):
+        parameters("smoke", "02_train", overrides)

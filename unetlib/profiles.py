@@ -215,6 +215,13 @@ def parameters(profile: str, notebook: str, overrides: dict[str, Any] | None = N
         params = {"profile": profile, "experiment": notebook, "overrides": deepcopy(train),
                   "n_seeds": spec["n_seeds"].get(notebook, 1)}
         params.update({k: v for k, v in overrides.items() if k not in fields})
+        # both name files and runs: checked here, before a kernel starts
+        if params["experiment"] not in TRAINING_PAGES:
+            raise ValueError(f"experiment must be one of {list(TRAINING_PAGES)} (it names the "
+                             f"results file), got {params['experiment']!r}")
+        n_seeds = params["n_seeds"]
+        if not isinstance(n_seeds, int) or isinstance(n_seeds, bool) or n_seeds < 1:
+            raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
         return params
     params = deepcopy(spec["common"])
     params.update(deepcopy(spec.get(notebook, {})))
