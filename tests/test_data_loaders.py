@@ -579,3 +579,17 @@ def test_livecell_bad_polygon_names_file_and_annotation(livecell_root):
     ds = load_dataset("livecell", root=root)  # geometry is checked when the image is read
     with pytest.raises(ValueError, match=r"livecell_coco_train\.json: annotation 10: .*NaN"):
         ds[0]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_isbi_labels_of_0_and_255_read_the_same_in_any_integer_type(dtype):
+    lab = np.full((8, 8), 255)
+    lab[:, 4] = 0  # one membrane column: two cells
+    assert membranes_to_instances(lab.astype(dtype)).max() == 2
+    rescaled = (lab.astype(np.uint16) * 257)  # a copy rescaled to the 16-bit range
+    assert membranes_to_instances(rescaled).max() == 2
+
+
+def test_isbi_label_without_membranes_is_refused():
+    with pytest.raises(ValueError, match="no membrane pixels"):
+        membranes_to_instances(np.full((8, 8), 255, np.uint8))

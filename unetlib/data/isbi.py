@@ -39,12 +39,27 @@ STACKS = {"image": "train-volume.tif", "label": "train-labels.tif", "challenge":
 def membranes_to_instances(membrane_labels: np.ndarray) -> np.ndarray:
     """Instance labels (int32) from an ISBI label image: 4-connected regions of cell interior.
 
-    Interior is everything above half the dtype range (255 in the 0/255 files), which also
-    tolerates rescaled or lossy copies.
+    Interior is everything above half the 8-bit range (255 in the 0/255 files, also when a copy
+    stores them as 16-bit), else above half the dtype's range (a rescaled 16-bit copy) or 0.5
+    (floats), which also tolerates lossy copies. A label image without any membrane pixel is
+    not an ISBI label (ValueError): it would become one cell covering the whole slice.
     """
     arr = np.asarray(membrane_labels)
-    thr = np.iinfo(arr.dtype).max / 2 if np.issubdtype(arr.dtype, np.integer) else 0.5
-    return connected_components(arr > thr, connectivity=1).astype(np.int32)
+    if np.issubdtype(arr.dtype, np.integer):
+        thr = 127.5 if arr.max(initial=0) <= 255 else np.iinfo(arr.dtype).max / 2
+    else:
+        thr = 0.5
+    interior = arr > thr
+    if interior.all():
+        raise ValueError("no membrane pixels (every pixel is cell interior): not an ISBI label")
+    return connected_components(interior, connectivity=1).astype(np.int32)
+
+
+def _instances_of(raw: np.ndarray, where: str) -> np.ndarray:
+    try:
+        return membranes_to_instances(raw)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def slice_indices(split: str, folds: int | None = None, fold: int | None = None) -> list[int]:
@@ -131,7 +146,7 @@ def load_isbi2012(
                 raise ValueError(f"{img_file}: slice {i} is not 2D (shape {img.shape})")
             lab = None
             if labels is not None:
-                lab = membranes_to_instances(np.squeeze(labels[i]))
+                lab = _instances_of(np.squeeze(labels[i]), f"{lab_file}: slice {i}")
                 check_same_shape(img, lab, f"{img_file}[{i}]", f"{lab_file}[{i}]")
                 if not lab.any():
                     raise ValueError(f"{lab_file}: slice {i} has no cell interior pixels")
@@ -154,7 +169,7 @@ def load_isbi2012(
                     )
                 raw = read_array(lab_paths[k])
                 check_same_shape(img, raw, img_paths[k], lab_paths[k])
-                lab = membranes_to_instances(raw)
+                lab = _instances_of(raw, str(lab_paths[k]))
                 if not lab.any():
                     raise ValueError(f"{lab_paths[k]}: label file has no cell interior pixels")
             return Sample(img, lab, files[k])
