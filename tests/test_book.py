@@ -398,3 +398,15 @@ def test_committed_book_names_no_path_of_the_machine_that_made_it():
     offenders = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}..." for f in files
                  for m in [pattern.search(f.read_text())] if m]
     assert not offenders, offenders
+
+
+def test_a_corrupt_manifest_is_named_before_any_kernel_starts(tmp_path):
+    from unetlib.book import PipelineError, run
+
+    (tmp_path / "results").mkdir()
+    manifest = tmp_path / "results" / "pipeline_smoke.json"
+    manifest.write_text('{"profile": "smoke", "notebooks": {')
+    with pytest.raises(PipelineError, match="pipeline_smoke.json: not valid JSON"):
+        run("smoke", only=["01_data"], output_dir=tmp_path)
+    assert manifest.read_text() == '{"profile": "smoke", "notebooks": {'
+    assert not list(tmp_path.glob("*.ipynb"))

@@ -252,7 +252,11 @@ def run(
     print(f"writing the executed notebooks to {output_dir}", flush=True)
     failed_dir = PROJECT_ROOT / "_build" / "failed"
     manifest_path = output_dir / "results" / f"pipeline_{profile}.json"
-    previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    try:
+        previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except ValueError as err:
+        raise PipelineError(f"{manifest_path}: not valid JSON ({err}); delete it to start a "
+                            "new manifest") from None
     full_run = only is None or not previous
     # a full run sets the top-level record (command, hardware, total wall time); a run with
     # --only replaces its notebooks' entries and keeps the rest of the full run's record
