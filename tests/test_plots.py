@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import matplotlib
@@ -20,6 +21,8 @@ from unetlib.plots import (  # noqa: E402
     paper_metrics,
     plot_history,
     plot_predictions,
+    plot_weight_map_panels,
+    plot_weight_map_timing,
 )
 
 
@@ -269,3 +272,41 @@ def test_plot_predictions_with_a_threshold_per_model(close_figures):
     for ax, t in ((fig.axes[3], 0.2), (fig.axes[5], 0.8)):
         np.testing.assert_allclose(ax.get_images()[0].get_array(),
                                    overlay(images[0], p > t, labels[0] > 0))
+
+
+def _cells() -> np.ndarray:
+    """Four cells, two of them touching (so the mask shows a separation)."""
+    labels = np.zeros((48, 64), np.int32)
+    labels[5:20, 5:30] = 1
+    labels[5:20, 30:50] = 2
+    labels[28:44, 10:25] = 3
+    labels[30:40, 40:60] = 4
+    return labels
+
+
+def test_weight_map_panels(close_figures):
+    labels = _cells()
+    image = np.random.default_rng(0).random(labels.shape)
+    fig = plot_weight_map_panels(labels, image, crop=(0, 30, 0, 40), title="t")
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 5  # frame + four panels
+    assert len(plot_weight_map_panels(labels).axes) == 4 + 3  # four panels + three colorbars
+    with pytest.raises(ValueError, match="image shape"):
+        plot_weight_map_panels(labels, image[:10])
+    with pytest.raises(ValueError, match="one"):
+        plot_weight_map_panels(labels[None])
+
+
+def test_weight_map_timing(close_figures, tmp_path):
+    row = {"case": "random", "cells": 10, "ours_s": 0.01, "naive_min_s": 0.2, "naive_sort_s": 0.3,
+           "speedup_vs_naive_min": 20.0, "speedup_vs_naive_sort": 30.0}
+    hela = dict(row, case="hela/01/man_seg002")
+    result = {"rows": [row, dict(row, cells=100), hela]}
+    fig = plot_weight_map_timing(result)
+    assert len(fig.axes) == 2
+    path = tmp_path / "bench_weights.json"
+    path.write_text(json.dumps(result))
+    assert len(plot_weight_map_timing(path).axes[0].lines) == 6  # 3 series x (random, real)
+    with pytest.raises(ValueError, match="rows"):
+        plot_weight_map_timing({"rows": []})
+    with pytest.raises(ValueError, match="rows"):
+        plot_weight_map_timing({"cells": 3})

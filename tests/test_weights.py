@@ -443,26 +443,3 @@ def test_torch_weight_map_stack_and_errors():
     with pytest.raises(TypeError, match="labels"):
         weight_map_torch(np.zeros((4, 4), np.int64))
 
-
-# --------------------------------------------------------------------------------------------
-# figures
-
-
-def test_weight_map_figures():
-    pytest.importorskip("matplotlib")
-    from unetlib.figures import plot_weight_map_panels, plot_weight_map_timing
-
-    labels = CASES["mixed"]()
-    image = np.random.default_rng(0).random(labels.shape)
-    fig = plot_weight_map_panels(labels, image, crop=(0, 30, 0, 40), title="t")
-    assert len([ax for ax in fig.axes if ax.get_title()]) == 5  # frame + four panels
-    assert len(plot_weight_map_panels(labels).axes) == 4 + 3  # four panels + three colorbars
-    with pytest.raises(ValueError, match="image shape"):
-        plot_weight_map_panels(labels, image[:10])
-    row = {"case": "random", "cells": 10, "ours_s": 0.01, "naive_min_s": 0.2, "naive_sort_s": 0.3,
-           "speedup_vs_naive_min": 20.0, "speedup_vs_naive_sort": 30.0}
-    hela = dict(row, case="hela/01/man_seg002")
-    fig = plot_weight_map_timing({"rows": [row, dict(row, cells=100), hela]})
-    assert len(fig.axes) == 2
-    with pytest.raises(ValueError, match="rows"):
-        plot_weight_map_timing({"rows": []})
