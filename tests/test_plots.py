@@ -107,14 +107,13 @@ def test_overlay_shape_and_colours():
     pred[2, 0] = True  # false positive
     truth[3, 0] = True  # false negative
     rgb = overlay(image, pred, truth)
-    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.float32
-    np.testing.assert_allclose(rgb[0, 0], [0.6] * 3, atol=1e-6)
-    np.testing.assert_allclose(rgb[0, 1], [0.0] * 3, atol=1e-6)
-    np.testing.assert_allclose(rgb[3, 4], [0.3] * 3, atol=1e-6)  # true negative: gray
-    np.testing.assert_allclose(rgb[1, 0], [0.2, 0.55, 0.2], atol=1e-6)  # green
-    np.testing.assert_allclose(rgb[2, 0], [0.72, 0.16, 0.72], atol=1e-6)  # magenta
-    np.testing.assert_allclose(rgb[3, 0], [0.79, 0.685, 0.09], atol=1e-6)  # yellow
-    assert 0.0 <= rgb.min() and rgb.max() <= 1.0
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [255] * 3 and rgb[0, 1].tolist() == [0] * 3
+    assert rgb[3, 4].tolist() == [128] * 3  # true negative: the gray value
+    # the legend colour blended over the gray value 128 (35 % for TP, 50 % for errors)
+    assert rgb[1, 0].tolist() == [97, 153, 104]  # green: TP (40, 200, 60)
+    assert rgb[2, 0].tolist() == [179, 84, 84]  # red: FP (230, 40, 40)
+    assert rgb[3, 0].tolist() == [84, 119, 192]  # blue: FN (40, 110, 255)
 
 
 def test_overlay_does_not_modify_its_inputs():
@@ -126,9 +125,32 @@ def test_overlay_does_not_modify_its_inputs():
     for a, b in zip((image, pred, truth), copies, strict=True):
         np.testing.assert_array_equal(a, b)
     tn = ~pred & ~truth
-    np.testing.assert_allclose(rgb[tn], np.stack([image[tn]] * 3, -1) * 0.6, rtol=1e-6)
+    np.testing.assert_array_equal(rgb[tn], np.stack([np.round(image[tn] * 255)] * 3, -1))
     tp = pred & truth
     assert np.all(rgb[tp][:, 1] > rgb[tp][:, 0])  # green dominates true positives
+    # integer or 0/1 masks mean the same as boolean ones
+    np.testing.assert_array_equal(overlay(image, pred.astype(int), truth.astype(np.uint8)), rgb)
+
+
+def test_one_colour_legend_for_figures_explorers_and_samples():
+    """The explorers draw the same errors picture and the book's figures the same outlines."""
+    from unetlib import plots, widgets
+    from unetlib.data.show import label_overlay
+
+    for name in ("CONTOUR", "GRID", "ARROW", "MERGE", "SPLIT", "TP", "FP", "FN"):
+        assert getattr(widgets, name) is getattr(plots, name)
+    colours = [plots.CONTOUR, plots.MERGE, plots.SPLIT, plots.TP, plots.FP, plots.FN]
+    assert len(set(colours)) == len(colours)  # one meaning per colour in the prediction view
+    labels = np.zeros((60, 60), np.int32)
+    labels[25:45, 10:30] = 1
+    image = np.random.default_rng(3).random((60, 60))
+    outline = label_overlay(image, labels)[25, 10]
+    np.testing.assert_allclose(outline, np.array(plots.CONTOUR) / 255)
+    prob = np.zeros((60, 60), np.float32)
+    prob[30:50, 15:35] = 1.0  # shifted: true and false positives and misses
+    w = widgets.prediction_explorer([prob], [(image, labels)], threshold=0.5, min_size=0)
+    right = w.rgb[20:, 60 + 6 :]  # the errors panel below its caption
+    np.testing.assert_array_equal(right, overlay(image, prob > 0.5, labels > 0)[20:])
 
 
 # ----------------------------------------------------------------------------------------------

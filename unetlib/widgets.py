@@ -42,6 +42,8 @@ import ipywidgets as widgets
 import numpy as np
 from scipy import ndimage as ndi
 
+from unetlib.plots import ARROW, CONTOUR, FN, FP, GRID, MERGE, SPLIT, TP, overlay
+
 __all__ = [
     "Explorer",
     "augment_arrays",
@@ -52,14 +54,6 @@ __all__ = [
     "encode_image",
     "weight_map_explorer",
 ]
-
-# Colours (RGB uint8) used in the pictures; the explorers' legends name them.
-CONTOUR = (255, 220, 0)  # label contours: yellow
-GRID = (0, 200, 255)  # the (deformed) lattice: cyan
-ARROW = (255, 40, 40)  # control-point displacements: red
-MERGE = (255, 140, 0)  # predicted cells that merge several true cells: orange
-SPLIT = (230, 0, 230)  # true cells split into several predicted cells: magenta
-TP, FP, FN = (40, 200, 60), (230, 40, 40), (40, 110, 255)
 
 _GAP = 6  # pixels between panels
 
@@ -105,16 +99,6 @@ def _edges(labels: np.ndarray) -> np.ndarray:
     return e
 
 
-# colour and opacity of: true negative, false positive, false negative, true positive
-_CLASS_COLORS = np.array([(0, 0, 0), FP, FN, TP], dtype=np.float32)
-_CLASS_ALPHA = np.array([0.0, 0.5, 0.5, 0.35], dtype=np.float32)
-
-
-_CLASS_LUT = (np.arange(256, dtype=np.float32)[None, :, None] * (1 - _CLASS_ALPHA[:, None, None])
-              + _CLASS_COLORS[:, None, :] * _CLASS_ALPHA[:, None, None] + 0.5
-              ).astype(np.uint8).reshape(4 * 256, 3)  # row 256 * code + gray value
-
-
 def _thick_edges(mask: np.ndarray) -> np.ndarray:
     """A 3-pixel outline of ``mask`` (its contour on both sides, grown by one pixel inwards)."""
     e = _edges(mask)
@@ -124,12 +108,6 @@ def _thick_edges(mask: np.ndarray) -> np.ndarray:
     e[:, 1:] |= inner[:, :-1]
     e[:, :-1] |= inner[:, 1:]
     return e
-
-
-def _classes_overlay(image: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """Gray image tinted by pixel class ``code`` = pred + 2 * truth (0 TN, 1 FP, 2 FN, 3 TP)."""
-    g = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp)
-    return np.take(_CLASS_LUT, code.astype(np.intp) * 256 + g, axis=0)
 
 
 def _hstack(panels: Sequence[np.ndarray], gap: int = _GAP) -> np.ndarray:
@@ -885,7 +863,7 @@ def prediction_explorer(
         split = np.isin(gt, split_ids) if split_ids.size else np.zeros(p.shape, bool)
         left = colorize(p, 0.0, 1.0, "magma")
         left[_edges(gt)] = CONTOUR
-        right = _classes_overlay(image, fg_p.view(np.uint8) + 2 * fg_g.view(np.uint8))
+        right = overlay(image, fg_p, fg_g)
         if merged.any():
             right[_thick_edges(merged)] = MERGE
         if split.any():

@@ -9,16 +9,19 @@ import numpy as np
 from .dataset import Sample
 
 
-def overlay(image: np.ndarray, labels: np.ndarray | None, alpha: float = 0.35) -> np.ndarray:
-    """RGB float image: each cell tinted with its own colour, cell outlines in yellow."""
+def label_overlay(image: np.ndarray, labels: np.ndarray | None, alpha: float = 0.35) -> np.ndarray:
+    """RGB float image: each cell tinted with its own colour, cell outlines in the legend's
+    yellow (:data:`unetlib.plots.CONTOUR`). A prediction's errors: :func:`unetlib.plots.overlay`."""
     from skimage.color import label2rgb
     from skimage.segmentation import find_boundaries
+
+    from unetlib.plots import CONTOUR, mpl_color
 
     gray = np.clip(np.asarray(image, dtype=np.float64), 0, 1)
     if labels is None:
         return np.stack([gray] * 3, axis=-1)
     rgb = label2rgb(labels, image=gray, alpha=alpha, bg_label=0, image_alpha=1.0)
-    rgb[find_boundaries(labels, mode="inner")] = (1.0, 0.9, 0.0)
+    rgb[find_boundaries(labels, mode="inner")] = mpl_color(CONTOUR)
     return rgb
 
 
@@ -32,7 +35,7 @@ def plot_samples(samples: Sequence[Sample], n: int = 3, size: float = 4.0):
         s = samples[j]
         axes[0, j].imshow(s.image, cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(s.name, fontsize=8)
-        axes[1, j].imshow(overlay(s.image, s.labels))
+        axes[1, j].imshow(label_overlay(s.image, s.labels))
         axes[1, j].set_title(
             f"{s.n_cells} cells" if s.labels is not None else "no labels", fontsize=9
         )
