@@ -419,3 +419,15 @@ def test_silver_validation_frames_are_spare_time_points_of_the_training_sequence
 def test_silver_validation_is_refused_where_it_cannot_be(kw, match):
     with pytest.raises(ValueError, match=match):
         T.load_splits(T.TrainConfig(**{"dataset": "DIC-C2DH-HeLa", "silver_val": 2, **kw}))
+
+
+def test_every_option_has_its_meaning_and_default_in_the_help(capsys):
+    helps = C.field_help()
+    assert all(helps.get(f) for f in C.TrainConfig.__dataclass_fields__), \
+        [f for f in C.TrainConfig.__dataclass_fields__ if not helps.get(f)]
+    assert "border weight of eq. 2" in helps["w0"] and "# " not in " ".join(helps.values())
+    with pytest.raises(SystemExit):
+        C.parser().parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--silver-val SILVER_VAL" in text and "(default: 0)" in text
+    assert "learning rate (the paper gives none) (default: 0.01)" in text

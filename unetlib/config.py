@@ -24,8 +24,8 @@ class TrainConfig:
     """Every option of a training run. Field names are the papermill parameters and CLI flags."""
 
     # data
-    dataset: str = "synthetic"
-    data_root: str | None = None
+    dataset: str = "synthetic"  # a data set's name (unetlib.data.DATASETS or a CTC folder)
+    data_root: str | None = None  # folder of the data sets; None: $UNETLIB_DATA or ./data
     n_train: int = 0  # frames of the train split to use; 0 = all
     n_test: int = 0  # frames of the test split to evaluate; 0 = all
     val_fraction: float = 0.2  # of the train frames, held out for validation
@@ -36,31 +36,31 @@ class TrainConfig:
     silver_val: int = 0
     image_size: int = 256  # side of the training crops (the network's input)
     # model (unetlib.UNet)
-    depth: int = 5
-    base_channels: int = 64
-    padding: str = "valid"
-    batch_norm: bool = False
-    dropout: float = 0.5
-    up_mode: str = "transpose"
+    depth: int = 5  # resolution levels (the paper: 5, four poolings)
+    base_channels: int = 64  # feature channels of the first level (the paper: 64)
+    padding: str = "valid"  # "valid" (the paper: unpadded 3x3 convolutions) or "same"
+    batch_norm: bool = False  # BatchNorm after each convolution (beyond the paper)
+    dropout: float = 0.5  # dropout at the end of the contracting path (paper sec. 3.1)
+    up_mode: str = "transpose"  # "transpose" (the paper's 2x2 up-convolution) or "bilinear"
     # loss
     loss: str = "weighted_ce"  # "weighted_ce" (paper eq. 1 with eq. 2) or "bce_dice"
     w0: float = 10.0  # border weight of eq. 2; 0 = class balance only
-    sigma: float = 5.0
-    class_weights: str | None = "balanced"
+    sigma: float = 5.0  # width (pixels) of the border term of eq. 2
+    class_weights: str | None = "balanced"  # w_c of eq. 2: "balanced" class frequencies or None
     # augmentation: "all", "none", or a comma-separated subset of AUGMENT_PARTS
     augment: str = "all"
-    elastic_sigma: float = 10.0
-    elastic_points: int = 3
+    elastic_sigma: float = 10.0  # std (pixels) of the random grid displacements (paper: 10)
+    elastic_points: int = 3  # control points per axis of the coarse grid (paper: 3 x 3)
     # optimisation
     optimizer: str = "sgd"  # "sgd" (paper), "nesterov" (Keras reproduction), "adam" (AMSGrad)
-    lr: float = 0.01
-    momentum: float = 0.99
-    weight_decay: float = 0.0
+    lr: float = 0.01  # learning rate (the paper gives none)
+    momentum: float = 0.99  # SGD momentum (paper: 0.99)
+    weight_decay: float = 0.0  # L2 weight decay
     lr_schedule: str = "constant"  # "constant" (paper) or "poly": lr (1 - step/steps)^0.9 (nnU-Net)
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = none (paper)
-    steps: int = 1000
-    batch_size: int = 1
-    eval_every: int = 100
+    steps: int = 1000  # optimisation steps
+    batch_size: int = 1  # crops per step (the paper: 1 large tile)
+    eval_every: int = 100  # steps between validations (and checkpoints)
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
     # seconds of training after which the run evaluates once more and stops (a time-boxed GPU
     # session); 0 = no limit. Where it stops depends on the machine's speed: the result says so
@@ -73,22 +73,22 @@ class TrainConfig:
     # side of the *input* tile of overlap-tile prediction (paper: 572, whose output is 388);
     # None = predict_tiled's default
     input_tile: int | None = None
-    tta: bool = False
+    tta: bool = False  # average the 8 flips and rotations at test time
     threshold: float = 0.5  # cell probability above which a pixel is a cell (paper: argmax)
-    seed_threshold: float = 0.9  # the watershed's seeds (beyond the paper)
+    seed_threshold: float = 0.9  # probability above which the watershed seeds lie (beyond paper)
     min_size: int = 64  # predicted objects smaller than this (pixels) are dropped (specks)
     # choose threshold, seed level and min_size by the best validation SEG (instances.GRIDS)
     # instead of the three fixed values above; the test split never takes part in the choice
     tune_threshold: bool = False
     # run
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # initial weights, crops and augmentation draws
+    device: str = "auto"  # "auto" (CUDA if present), "cpu", "mps", "cuda" or "cuda:N"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    out_dir: str = "runs"
-    resume: bool = True
-    reuse: bool = True
+    out_dir: str = "runs"  # runs are kept in OUT_DIR/<dataset>-<hash of the options>
+    resume: bool = True  # continue an interrupted run from its last.pt
+    reuse: bool = True  # return a finished run with these options instead of retraining
     keep_checkpoints: bool = False  # keep the weights of every evaluation (budget curves)
-    progress: bool = True
+    progress: bool = True  # show a progress bar
     extra: dict = field(default_factory=dict)  # free-form notes stored with the run
 
     def __post_init__(self) -> None:
@@ -238,22 +238,52 @@ def with_available_data(config: TrainConfig, allow_synthetic: bool = False) -> T
 # command line
 
 
+_SECTIONS = ("data", "model", "loss", "optimisation", "evaluation", "run")
+
+
+def field_help() -> dict[str, str]:
+    """Each TrainConfig field's meaning, read from the comments of its definition (the one
+    place it is written): the comment on the field's line, else the comment lines just above
+    it, section titles (``# data``, ``# model ...``) left out."""
+    import inspect
+
+    lines = inspect.getsource(TrainConfig).splitlines()
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, str] = {}
+    block: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#"):
+            comment = text.lstrip("# ").strip()
+            if comment.split(" ", 1)[0].rstrip(":") not in _SECTIONS:
+                block.append(comment)
+            continue
+        name = text.split(":", 1)[0]
+        if name in names:
+            inline = line.split("  # ", 1)[1].strip() if "  # " in line else ""
+            out[name] = inline or " ".join(block)
+        block = []
+    return out
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m unetlib.train",
                                 description="Train and evaluate a U-Net (see unetlib.train).")
+    helps = field_help()
     for f in dataclasses.fields(TrainConfig):
         if f.name == "extra":
             continue
         default = f.default
         flag = "--" + f.name.replace("_", "-")
+        text = f"{helps.get(f.name, '')} (default: {default})".replace("%", "%%")
         if isinstance(default, bool):
-            p.add_argument(flag, type=_bool, default=default, metavar="true|false")
+            p.add_argument(flag, type=_bool, default=default, metavar="true|false", help=text)
         elif f.name in ("data_root", "class_weights"):
-            p.add_argument(flag, default=default, type=_none_or(str))
+            p.add_argument(flag, default=default, type=_none_or(str), help=text)
         elif f.name == "input_tile":
-            p.add_argument(flag, default=default, type=_none_or(int))
+            p.add_argument(flag, default=default, type=_none_or(int), help=text)
         else:
-            p.add_argument(flag, default=default, type=type(default))
+            p.add_argument(flag, default=default, type=type(default), help=text)
     return p
 
 
