@@ -310,6 +310,22 @@ def test_load_checkpoint_errors(tmp_path):
         load_checkpoint(bad)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"base_channels": 10**6}, "do not match"),  # would allocate terabytes if built first
+    ({"depth": 2}, "do not match"),
+    ({"padding": "full"}, "configuration is invalid"),
+    ({"widths": 3}, "configuration is invalid"),
+])
+def test_a_checkpoint_whose_config_lies_is_refused_before_allocating(tmp_path, change, message):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, UNet(depth=3, base_channels=4))
+    raw = torch.load(path, weights_only=True)
+    raw["config"] = {**raw["config"], **change}
+    torch.save(raw, path)
+    with pytest.raises(ValueError, match=f"ckpt.pt: .*{message}"):
+        load_checkpoint(path)
+
+
 def test_top_level_exports():
     import unetlib
 

@@ -417,8 +417,20 @@ def load_checkpoint(
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a unetlib UNet checkpoint ({_CHECKPOINT_FORMAT})")
+    # the stored config is checked against the stored weights on the meta device first, so that
+    # a corrupt or hostile config cannot allocate gigabytes before it is found out
+    state = payload.get("state_dict")
+    try:
+        with torch.device("meta"):
+            probe = UNet(**payload["config"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: its stored network configuration is invalid ({err})") from None
+    shapes = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    if not isinstance(state, dict) or {k: tuple(getattr(v, "shape", ())) for k, v in
+                                       state.items()} != shapes:
+        raise ValueError(f"{path}: its weights do not match its stored network configuration")
     model = UNet(**payload["config"])
-    model.load_state_dict(payload["state_dict"])
+    model.load_state_dict(state)
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     model.eval()
