@@ -97,7 +97,7 @@ def _run_case(case: dict[str, Any]) -> dict[str, Any]:
         shape = f"{tile_in}->{tile_out}"
     else:
         image = torch.randn(S, S, device=device)
-        budget = case.get("memory_budget", 2 * 2**30)
+        budget = case.get("memory_budget", 4 * 2**30)
         tile = 572 if task == "tiled572" else default_tile(model, (S, S), budget)
 
         def step() -> None:
@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed calls first (default: 3 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--memory-budget", type=float, default=2.0,
-                   help="GiB of activations the default tile may take ('tiled'; default 2)")
+    p.add_argument("--memory-budget", type=float, default=4.0,
+                   help="GiB of working memory the default tile may take ('tiled'; default 4)")
     p.add_argument("--large", type=int, nargs="*", default=[],
                    help="extra image sizes for the 'tiled' task only (e.g. 4096)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")

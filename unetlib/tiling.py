@@ -60,11 +60,12 @@ def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) ->
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
-#: bytes of activations per input pixel and first-level channel during inference, an upper
-#: bound for :class:`unetlib.UNet` in float32 (the first level holds a few maps of ``width``
-#: channels at full size; the deeper levels and the skip copies add less than as much again)
-BYTES_PER_PIXEL_CHANNEL = 16
-
+#: bytes of working memory per input pixel and first-level channel in one forward pass, an
+#: upper bound measured on CPU (benchmarks/results/bench_model_tiling_cpu.json: the paper's
+#: network grew the process by 678 MiB for a 700 x 700 tile, 23 bytes a pixel and channel, and
+#: by 11.5 GiB for a 1436 x 1436 tile, 93; the convolutions' workspace grows faster than the
+#: tile). CUDA needs less (bench_model_cuda.json).
+BYTES_PER_PIXEL_CHANNEL = 96
 
 def tile_memory(model: nn.Module, tile: int, batch_size: int = 1) -> int:
     """Estimated peak activation memory (bytes) of one forward pass over ``batch_size`` square
@@ -74,7 +75,7 @@ def tile_memory(model: nn.Module, tile: int, batch_size: int = 1) -> int:
 
 
 def default_tile(model: nn.Module, image_shape: tuple[int, int] | None = None,
-                 memory_budget: int = 2 * 2**30) -> int:
+                 memory_budget: int = 4 * 2**30) -> int:
     """The input tile :func:`predict_tiled` uses when none is given.
 
     Valid padding: stitched tiles equal one pass over the mirror-padded image, so the tile only
@@ -233,7 +234,7 @@ def predict_tiled(
     tta: bool = False,
     *,
     margin: int | None = None,
-    memory_budget: int = 2 * 2**30,
+    memory_budget: int = 4 * 2**30,
 ) -> torch.Tensor:
     """Class probabilities (num_classes, H, W) for an image of any size (paper Fig. 2).
 
