@@ -332,3 +332,27 @@ def test_weight_map_timing(close_figures, tmp_path):
         plot_weight_map_timing({"rows": []})
     with pytest.raises(ValueError, match="rows"):
         plot_weight_map_timing({"cells": 3})
+
+
+def test_architecture_is_read_from_the_network_and_matches_the_papers_figure():
+    import torch
+
+    from unetlib.model import UNet
+    from unetlib.plots import architecture_levels, plot_architecture
+
+    net = UNet(depth=3, base_channels=4)
+    before = [p.detach().clone() for p in net.parameters()]
+    with torch.device("meta"):
+        paper = UNet.paper()
+    levels = architecture_levels(paper, 572)  # paper Fig. 1
+    assert [(lv["down_in"], lv["down_out"], lv["channels"]) for lv in levels] == [
+        (572, 568, 64), (284, 280, 128), (140, 136, 256), (68, 64, 512), (32, 28, 1024)]
+    assert [(lv["up_in"], lv["up_out"]) for lv in levels[:4]] == [
+        (392, 388), (200, 196), (104, 100), (56, 52)]
+    assert levels[0]["output"] == (388, 388)
+    fig = plot_architecture(net, 60)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "60² → 56²" in texts and "copy and crop" in " ".join(
+        t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    # the real network is untouched (the shapes come from a weightless twin)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))

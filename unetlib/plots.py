@@ -234,6 +234,103 @@ def plot_few_images(data: Mapping[str, Any]):
     return fig
 
 
+def architecture_levels(model, input_size: int) -> list[dict[str, Any]]:
+    """The feature maps of a :class:`unetlib.UNet` for a square input of ``input_size``, read
+    from a forward pass on the meta device (no memory, no arithmetic): per level, the
+    contracting path's input and output sides, the expanding path's (after its up-convolution
+    and after its convolutions) and the channels. Paper Fig. 1 for ``UNet.paper()`` and 572."""
+    import torch
+
+    with torch.device("meta"):  # a twin of the model without weights: nothing is allocated
+        probe = type(model)(**model.config)
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = []
+
+    def keep(name: str):
+        def hook(_module, inputs, output):
+            shapes[name + ".in"] = tuple(inputs[0].shape)
+            shapes[name + ".out"] = tuple(output.shape)
+        return hook
+
+    for i, block in enumerate(probe.down):
+        hooks.append(block.register_forward_hook(keep(f"down{i}")))
+    for i, (up, conv) in enumerate(zip(probe.ups, probe.up_convs, strict=True)):
+        hooks.append(up.register_forward_hook(keep(f"up{i}")))
+        hooks.append(conv.register_forward_hook(keep(f"upconv{i}")))
+    try:
+        with torch.no_grad():
+            out = probe(torch.empty(1, model.in_channels, input_size, input_size, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    levels = []
+    depth = len(probe.down)
+    for i in range(depth):
+        row: dict[str, Any] = {"level": i, "channels": shapes[f"down{i}.out"][1],
+                               "down_in": shapes[f"down{i}.in"][-1],
+                               "down_out": shapes[f"down{i}.out"][-1]}
+        j = depth - 2 - i  # the expanding path runs from the deepest level up
+        if j >= 0:
+            row["up_in"] = shapes[f"up{j}.out"][-1]
+            row["up_out"] = shapes[f"upconv{j}.out"][-1]
+        levels.append(row)
+    levels[0]["output"] = tuple(out.shape[-2:])
+    return levels
+
+
+def plot_architecture(model, input_size: int, title: str | None = None):
+    """The U of paper Fig. 1 drawn from the network's own feature-map sizes
+    (:func:`architecture_levels`): one box per level of each path with its channels and sides,
+    max-pools down, up-convolutions up, and the skip connections (cropped for the valid
+    network)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    levels = architecture_levels(model, input_size)
+    depth = len(levels)
+    fig, ax = plt.subplots(figsize=(9.0, 1.0 + 1.1 * depth), dpi=100)
+    width, height = 2.3, 0.75
+
+    def box(x: float, y: float, text: str, color: str) -> None:
+        ax.add_patch(Rectangle((x, y), width, height, facecolor=color, edgecolor="0.3"))
+        ax.text(x + width / 2, y + height / 2, text, ha="center", va="center", fontsize=10)
+
+    def arrow(a: tuple[float, float], b: tuple[float, float], color: str) -> None:
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=12, color=color,
+                                     lw=1.4))
+
+    left, right = 0.0, 6.0
+    for lv in levels:
+        y = (depth - 1 - lv["level"]) * 1.1
+        x = left + lv["level"] * 0.55
+        box(x, y, f"{lv['channels']} ch\n{lv['down_in']}² → {lv['down_out']}²", "#dbe9f6")
+        if lv["level"] < depth - 1:
+            arrow((x + 0.4, y), (x + 0.95, y - 1.1 + height), "tab:red")  # 2x2 max-pool
+            xr = right - lv["level"] * 0.55
+            box(xr, y, f"{lv['channels']} ch\n{lv['up_in']}² → {lv['up_out']}²", "#fde7c8")
+            arrow((x + width, y + height / 2), (xr, y + height / 2), "0.55")  # copy (and crop)
+            if lv["level"] == depth - 2:  # from the bottom of the U
+                start = (left + (depth - 1) * 0.55 + width, y - 1.1 + height / 2)
+            else:
+                start = (xr - 0.55 + width - 0.4, y - 1.1 + height)
+            arrow(start, (xr + width - 0.4, y), "tab:green")  # 2x2 up-convolution
+    out = levels[0]["output"]
+    ax.text(right + width + 0.1, (depth - 1) * 1.1 + height / 2,
+            f"1x1 conv\n→ {model.num_classes} classes\n{out[0]}²", fontsize=10, va="center")
+    ax.plot([], [], color="tab:red", label="2x2 max-pool")
+    ax.plot([], [], color="tab:green", label="2x2 up-convolution")
+    ax.plot([], [], color="0.55",
+            label="copy" + (" and crop" if model.padding == "valid" else ""))
+    ax.legend(loc="lower right", fontsize=9, frameon=False)
+    ax.set_xlim(-0.2, right + width + 1.6)
+    ax.set_ylim(-0.3, depth * 1.1)
+    ax.set_axis_off()
+    n = sum(p.numel() for p in model.parameters())
+    ax.set_title(title or f"{n:,} parameters, {input_size}² input", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def plot_budget_curve(curve: Mapping[str, Any]):
     """Test SEG of both instance methods and pixel IoU against training steps, from one run's
     checkpoints (``studies/budget_curve.py``); parameters chosen on validation at each step."""
