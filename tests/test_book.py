@@ -410,3 +410,14 @@ def test_a_corrupt_manifest_is_named_before_any_kernel_starts(tmp_path):
         run("smoke", only=["01_data"], output_dir=tmp_path)
     assert manifest.read_text() == '{"profile": "smoke", "notebooks": {'
     assert not list(tmp_path.glob("*.ipynb"))
+
+
+def test_finished_page_hides_import_only_cells_behind_a_toggle(tmp_path):
+    path = _notebook(tmp_path / "page.ipynb", "import json\nfrom pathlib import Path",
+                     "import json\nprint(json.dumps(1))", "x = (")
+    book._finish_page(path, tmp_path / "src.ipynb", tmp_path / "out.ipynb")
+    cells = nbformat.read(path, as_version=4).cells
+    tags = [c.metadata.get("tags", []) for c in cells]
+    assert "remove-cell" in tags[0]  # the default parameters
+    assert tags[1] == ["hide-input"]  # imports only
+    assert tags[2] == [] and tags[3] == []  # does work; not Python

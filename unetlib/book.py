@@ -150,10 +150,24 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
         tags = cell.metadata.setdefault("tags", [])
         if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+        elif (cell.cell_type == "code" and _imports_only(cell.source)
+              and "hide-input" not in tags):
+            tags.append("hide-input")  # a reader can unfold it; the page starts with prose
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"], meta["output_path"] = shown(source), shown(target)
     nbformat.write(nb, notebook)
+
+
+def _imports_only(source: str) -> bool:
+    """Whether a code cell does nothing but import (hidden behind a toggle on the page)."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
 
 
 def _cell_source(notebook: Path, index: int) -> str:
@@ -363,6 +377,10 @@ def build(book_dir: Path = PROJECT_ROOT / "book", output: Path = PROJECT_ROOT) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m unetlib.book run|build``: execute the notebooks or build the HTML book.
+
+    Returns the exit status: 0 on success, 1 on an error (printed, not raised), 130 when
+    interrupted."""
     parser = argparse.ArgumentParser(prog="python -m unetlib.book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
