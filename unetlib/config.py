@@ -267,6 +267,8 @@ def field_help() -> dict[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
+    """Returns the ``python -m unetlib.train`` argument parser: one ``--option`` per field of
+    :class:`TrainConfig` with its default, its help read from the field's comment."""
     p = argparse.ArgumentParser(prog="python -m unetlib.train",
                                 description="Train and evaluate a U-Net (see unetlib.train).")
     helps = field_help()

@@ -44,7 +44,8 @@ KERAS_REPRODUCTION = {  # Söderberg, Ivarsson, Stachowicz: DIC-C2DH-HeLa, pixel
 }
 
 
-def plot_history(runs: Mapping[str, Mapping[str, Any]], keys: Sequence[str] = ("loss", "f1")):
+def plot_history(runs: Mapping[str, Mapping[str, Any]],
+                 keys: Sequence[str] = ("loss", "f1")) -> Figure:
     """Training and validation curves of one or more runs (like the Keras reproduction's
     Figures 5 and 6): one panel per run and quantity, training and validation overlaid."""
     import matplotlib.pyplot as plt
@@ -112,7 +113,7 @@ def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarra
 def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                      probs: Mapping[str, Sequence[np.ndarray]],
                      threshold: float | Mapping[str, float] = 0.5,
-                     titles: Sequence[str] | None = None):
+                     titles: Sequence[str] | None = None) -> Figure:
     """Rows of test images: the image, the ground truth, and each model's probability map and
     its errors (like the Keras reproduction's Figure 7, with the errors made visible).
     ``threshold``: one for all models, or one per model (keyed like ``probs``)."""
@@ -201,7 +202,7 @@ def few_images_points(data: Mapping[str, Any]) -> dict[str, dict[str, list]]:
     return out
 
 
-def plot_few_images(data: Mapping[str, Any]):
+def plot_few_images(data: Mapping[str, Any]) -> Figure:
     """Test SEG (both instance methods) and pixel IoU against the number of training frames,
     with and without augmentation: mean and standard deviation over the seeds."""
     import matplotlib.pyplot as plt
@@ -278,7 +279,7 @@ def architecture_levels(model, input_size: int) -> list[dict[str, Any]]:
     return levels
 
 
-def plot_architecture(model, input_size: int, title: str | None = None):
+def plot_architecture(model, input_size: int, title: str | None = None) -> Figure:
     """The U of paper Fig. 1 drawn from the network's own feature-map sizes
     (:func:`architecture_levels`): one box per level of each path with its channels and sides,
     max-pools down, up-convolutions up, and the skip connections (cropped for the valid
@@ -331,7 +332,7 @@ def plot_architecture(model, input_size: int, title: str | None = None):
     return fig
 
 
-def plot_budget_curve(curve: Mapping[str, Any]):
+def plot_budget_curve(curve: Mapping[str, Any]) -> Figure:
     """Test SEG of both instance methods and pixel IoU against training steps, from one run's
     checkpoints (``studies/budget_curve.py``); parameters chosen on validation at each step."""
     import matplotlib.pyplot as plt

@@ -14,7 +14,10 @@ are training options.
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unetlib.config import TrainConfig
 
 NOTEBOOKS: tuple[str, ...] = (
     "01_data",
@@ -172,7 +175,7 @@ def train_fields() -> set[str]:
 
 
 def train_config(profile: str, page: str = "02_train", *, check_data: bool = False,
-                 **overrides: Any):
+                 **overrides: Any) -> TrainConfig:
     """The :class:`unetlib.config.TrainConfig` that the book page ``page`` trains under
     ``profile``, with ``overrides`` (TrainConfig fields; an unknown name or a wrong type is an
     error naming it). This is the one place a training page's options come from.

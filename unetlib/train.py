@@ -28,7 +28,8 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,11 @@ def build_model(config: TrainConfig, frames: Frames | None = None) -> nn.Module:
     )
 
 
-def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig,
+                    params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    """Returns the optimiser of ``config`` over ``params``: the paper's SGD with momentum,
+    Nesterov SGD (the Keras reproduction) or Adam with AMSGrad (the LIVECell reproduction), at
+    ``config.lr`` (the schedule sets each step's rate, see :func:`learning_rate`)."""
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay,
                                 amsgrad=True)
@@ -210,6 +215,9 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 def compute_loss(config: TrainConfig, logits: torch.Tensor, target: torch.Tensor,
                  weight: torch.Tensor | None) -> torch.Tensor:
+    """Returns the scalar loss of ``logits`` (N, 2, h, w) against the target classes (cropped to
+    the logits for a valid network): the weighted cross-entropy with the weight map ``weight``
+    (paper eq. 1), or BCE + Dice."""
     from unetlib.losses import bce_dice_loss, weighted_cross_entropy
 
     if config.loss == "weighted_ce":
@@ -260,6 +268,9 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    """Returns the device named by ``spec``; ``"auto"`` is this process's GPU (``local_rank``
+    under torchrun) when CUDA is available, else the CPU. A CUDA device without CUDA is an
+    error."""
     if spec == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
@@ -283,6 +294,7 @@ def _ema(model: nn.Module, decay: float):
 
 
 def _augmenter(config: TrainConfig) -> nn.Module | None:
+    """The augmentation of ``config.augment`` on the batch's device, or None without one."""
     parts = augment_parts(config.augment)
     if not parts:
         return None
@@ -290,6 +302,328 @@ def _augmenter(config: TrainConfig) -> nn.Module | None:
 
     return Augment(**{part: part in parts for part in AUGMENT_PARTS},
                    elastic_sigma=config.elastic_sigma, elastic_points=config.elastic_points)
+
+
+@dataclass
+class _Run:
+    """What one training run works with and never replaces: shared by the phases of
+    :func:`train` so that each helper takes one argument instead of a dozen."""
+
+    config: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    run_dir: Path
+    train_f: Frames
+    val_f: Frames | None
+    model: nn.Module
+    ema: nn.Module | None  # AveragedModel of ``model``, or None
+    optimizer: torch.optim.Optimizer
+    augment: nn.Module | None
+    sampler: torch.Generator  # the crops; the same seed on every rank
+    aug_gen: torch.Generator  # the augmentation's draws; one stream per rank
+    net: nn.Module  # ``model``, or its DistributedDataParallel wrapper
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated, kept and tested: the network's own, or their
+        exponential moving average (beyond the paper: it damps a short run's step-to-step
+        swings)."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+@dataclass
+class _Progress:
+    """Where a run stands besides its weights, optimiser and random states: everything
+    ``last.pt`` must carry so that a resumed run continues, and stops, exactly where the
+    straight one would."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per evaluation
+    best_score: float = math.inf  # lower is better: val loss, or minus val SEG
+    best_step: int = 0
+    best_state: dict[str, torch.Tensor] | None = None  # the best evaluated weights, on the CPU
+    stale: int = 0  # evaluations since the best one (early stopping's patience)
+    stopped_early: bool = False
+    stopped_by: str | None = None  # "patience" or "time_limit"
+    train_seconds: float = 0.0
+
+
+def _reusable_result(config: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The saved result of a finished run with this configuration, marked ``reused``, or None
+    where there is none. A result is reused only with its weights beside it (a notebook loads
+    them); otherwise the run is recomputed."""
+    result_path = run_dir / "result.json"
+    if not result_path.is_file():
+        return None
+    try:
+        cached = json.loads(result_path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{result_path}: not valid JSON ({err}); delete it or pass "
+                         "reuse=False") from None
+    if (cached.get("config") == _config_dict(config, comparable=True)
+            and (run_dir / "best.pt").is_file()):
+        cached["reused"] = True
+        return cached
+    return None
+
+
+def _build_run(config: TrainConfig, rank: int, world: int, device: torch.device, run_dir: Path,
+               train_f: Frames, val_f: Frames | None) -> _Run:
+    """The model (input scale from ``train_f``), its optimiser, EMA and augmentation, and the
+    seeded generators; returns them as a :class:`_Run` whose ``net`` is still the bare model."""
+    model = build_model(config, train_f).to(device)
+    optimizer = build_optimizer(config, model.parameters())
+    ema = _ema(model, config.ema)
+    augment = _augmenter(config)
+    # the same sampler seed on every rank: each rank takes its slice of one global batch
+    sampler = torch.Generator().manual_seed(config.seed)
+    # augmentation draws come from a CPU generator (Augment samples its parameters there), so a
+    # resumed run continues the same random sequence on any device
+    aug_gen = torch.Generator().manual_seed(config.seed * 1000 + rank + 1)
+    return _Run(config=config, rank=rank, world=world, device=device, run_dir=run_dir,
+                train_f=train_f, val_f=val_f, model=model, ema=ema, optimizer=optimizer,
+                augment=augment, sampler=sampler, aug_gen=aug_gen, net=model)
+
+
+def _resume(run: _Run) -> _Progress:
+    """The progress saved in ``last.pt`` by an interrupted run with the same key, after loading
+    its weights, EMA, optimiser and random states into ``run``; a fresh :class:`_Progress`
+    where there is none (or ``resume=False``). Early stopping's state comes back too, so a
+    resumed run stops exactly where the straight one did."""
+    path = run.run_dir / "last.pt"
+    if not (run.config.resume and path.is_file()):
+        return _Progress()
+    ckpt = _load(path)
+    if ckpt.get("key") != run.config.key():
+        return _Progress()
+    run.model.load_state_dict(ckpt["model"])
+    if run.ema is not None:
+        run.ema.load_state_dict(ckpt["ema"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    run.sampler.set_state(ckpt["rng"]["sampler"])
+    run.aug_gen.set_state(ckpt["rng"]["aug"])
+    if "cuda" in ckpt["rng"] and run.device.type == "cuda":
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    return _Progress(
+        step=int(ckpt["step"]), history=list(ckpt["history"]),
+        best_score=float(ckpt["best_val_loss"]), best_step=int(ckpt["best_step"]),
+        best_state=ckpt["best_model"], stale=int(ckpt.get("stale", 0)),
+        stopped_early=bool(ckpt.get("stopped", False)), stopped_by=ckpt.get("stopped_by"),
+        train_seconds=float(ckpt.get("train_seconds", 0.0)))
+
+
+def _train_step(run: _Run, step: int, rows: slice,
+                autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step at learning rate ``learning_rate(config, step)`` on this rank's
+    ``rows`` of a global batch; returns this rank's (loss, logits, target) for the logs."""
+    config = run.config
+    run.net.train()
+    image, target, weight = sample_batch(run.train_f, config.batch_size, config.image_size,
+                                         run.sampler)
+    image, target = image[rows], target[rows]
+    weight = weight[rows] if weight is not None else None
+    if run.augment is not None:
+        image, target, weight = _apply_augment(run.augment, image, target, weight, run.aug_gen)
+    with autocast:
+        logits = run.net(image)
+    loss = compute_loss(config, logits.float(), target, weight)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(config, step)
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    return loss, logits, target
+
+
+def _logged_loss(loss: torch.Tensor, world: int) -> float:
+    """Returns the global batch's loss, as a single process would log it (the mean over the
+    ranks under DDP; every rank must call this at every step)."""
+    logged = loss.detach()
+    if world > 1:
+        logged = logged.clone()
+        dist.all_reduce(logged)
+        logged /= world
+    return logged.item()
+
+
+def _batch_f1(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Returns the pixel F1 of the cell class on a training batch (1.0 when neither the
+    prediction nor the target has a cell pixel): the running ``train_f1`` of the history."""
+    with torch.no_grad():
+        pred = logits.argmax(1)
+        tgt = center_crop(target, pred.shape[-2:])
+        tp = ((pred == 1) & (tgt == 1)).sum().item()
+        denom = (pred == 1).sum().item() + (tgt == 1).sum().item()
+    return 2 * tp / denom if denom else 1.0
+
+
+def _out_of_time(config: TrainConfig, train_seconds: float, world: int) -> bool:
+    """Returns whether ``time_limit`` is spent; under DDP on any rank, so that every rank stops
+    at the same step (every rank must call this at every step)."""
+    out = torch.tensor([float(bool(config.time_limit) and train_seconds >= config.time_limit)])
+    if world > 1 and config.time_limit:
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return bool(out.item())
+
+
+def _validate(run: _Run, progress: _Progress, row: dict[str, Any]) -> None:
+    """Score the evaluated weights on the validation frames into ``row`` and keep them as the
+    best when their score (validation loss, or minus validation SEG) is the lowest yet; counts
+    the stale evaluations otherwise. Nothing to do without validation frames."""
+    config, val_f = run.config, run.val_f
+    if val_f is None:
+        return
+    probs = predict_frames(run.evaluated, val_f.images, config)
+    row.update(validation_scores(
+        probs, val_f.targets.cpu().numpy(),
+        val_f.weights.cpu().numpy() if val_f.weights is not None else None, config.threshold))
+    if config.select_by == "val_seg":
+        row.update(validation_seg(probs, val_f.labels))
+    score = row["val_loss"] if config.select_by == "val_loss" else -row["val_seg"]
+    if score < progress.best_score:
+        progress.best_score, progress.best_step = score, progress.step
+        progress.best_state = {k: v.detach().cpu().clone()
+                               for k, v in run.evaluated.state_dict().items()}
+        progress.stale = 0
+    else:
+        progress.stale += 1
+
+
+def _stop_reason(config: TrainConfig, progress: _Progress, out_of_time: bool) -> str | None:
+    """Returns why the run stops at this evaluation ("time_limit" wins over "patience"), or
+    None to go on. Out of time at the last step is no early stop."""
+    if out_of_time and progress.step < config.steps:
+        return "time_limit"
+    if config.patience and progress.stale >= config.patience:
+        return "patience"
+    return None
+
+
+def _checkpoint(run: _Run, progress: _Progress, stopped: bool) -> None:
+    """Write ``last.pt`` atomically: everything :func:`_resume` needs to continue exactly (and
+    ``stopped``, so that a stopped run is not resumed into more steps); with
+    ``keep_checkpoints`` also the evaluated weights of this step, for the budget curve."""
+    config = run.config
+    rng = _rng_state(run.sampler)
+    rng["aug"] = run.aug_gen.get_state()
+    _save(run.run_dir / "last.pt", {
+        "key": config.key(), "step": progress.step, "model": run.model.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "optimizer": run.optimizer.state_dict(), "history": progress.history,
+        "best_val_loss": progress.best_score, "best_step": progress.best_step,
+        "best_model": progress.best_state, "rng": rng, "stale": progress.stale,
+        "stopped": stopped, "stopped_by": progress.stopped_by,
+        "train_seconds": progress.train_seconds,
+    })
+    if config.keep_checkpoints:
+        save_checkpoint(run.run_dir / "checkpoints" / f"step{progress.step:06d}.pt",
+                        run.evaluated, step=progress.step, key=config.key())
+
+
+def _train_steps(run: _Run, progress: _Progress) -> None:
+    """Train from ``progress.step`` up to ``config.steps``; every ``eval_every`` steps (and at
+    the last step, or when out of time) rank 0 validates, logs a history row and writes
+    ``last.pt``, and every rank stops together when rank 0 says so. ``progress`` is updated in
+    place: a kill leaves ``last.pt`` as the straight run had it at that evaluation."""
+    from tqdm.auto import tqdm
+
+    config, rank, world = run.config, run.rank, run.world
+    local_batch = config.batch_size // world
+    rows = slice(rank * local_batch, (rank + 1) * local_batch)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
+                              enabled=config.amp and run.device.type == "cuda")
+    bar = tqdm(total=config.steps, initial=progress.step,
+               disable=not config.progress or rank != 0, desc=f"train {config.run_name()}",
+               unit="step")
+    running, run_f1 = [], []
+    while progress.step < config.steps and not progress.stopped_early:
+        t0 = time.perf_counter()
+        loss, logits, target = _train_step(run, progress.step, rows, autocast)
+        progress.step += 1
+        running.append(_logged_loss(loss, world))
+        run_f1.append(_batch_f1(logits, target))
+        progress.train_seconds += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{running[-1]:.3f}")
+        out_of_time = _out_of_time(config, progress.train_seconds, world)
+        if not (progress.step % config.eval_every == 0 or progress.step == config.steps
+                or out_of_time):
+            continue
+        stop = torch.zeros(1)
+        if rank == 0:
+            row = {"step": progress.step, "train_loss": float(np.mean(running)),
+                   "train_f1": float(np.mean(run_f1)),
+                   "seconds": round(progress.train_seconds, 2)}
+            running, run_f1 = [], []
+            _validate(run, progress, row)
+            progress.history.append(row)
+            bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items()), file=sys.stderr)
+            reason = _stop_reason(config, progress, out_of_time)
+            if reason is not None:
+                stop[0] = 1
+                progress.stopped_by = reason
+            _checkpoint(run, progress, stopped=bool(stop.item()))
+        if world > 1:
+            dist.broadcast(stop, src=0)
+        if stop.item():
+            progress.stopped_early = True
+            break
+    bar.close()
+
+
+def _restore_best(run: _Run, progress: _Progress) -> nn.Module:
+    """Load the best validated weights into the model (without validation: the EMA's weights
+    of the last step, or the last weights), save them as ``best.pt`` and return the model in
+    eval mode."""
+    model = run.model
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
+    elif run.ema is not None:
+        model.load_state_dict(run.ema.module.state_dict())
+    model.eval()
+    save_checkpoint(run.run_dir / "best.pt", model, step=progress.best_step or progress.step,
+                    run=run.config.run_name())
+    return model
+
+
+def _result(run: _Run, progress: _Progress, splits: tuple[list, list, list],
+            instances: dict[str, Any], checksum: float, wall_seconds: float) -> dict[str, Any]:
+    """Returns the run's result: configuration, frames, history, the test metrics of the
+    paper's instance method and of all (``instances``), times, hardware and command."""
+    config = run.config
+    train_s, val_s, test_s = splits
+    paper_way = instances["components"]
+    return {
+        "run": config.run_name(),
+        "config": _config_dict(config, comparable=True),
+        "dataset": config.dataset,
+        "frames": {"train": [s.name for s in train_s], "val": [s.name for s in val_s],
+                   "test": [s.name for s in test_s]},
+        "history": progress.history,
+        "best_step": progress.best_step or progress.step,
+        "steps_done": progress.step,
+        "stopped_early": progress.stopped_early,
+        "stopped_by": progress.stopped_by,
+        "metrics": paper_way["metrics"],
+        "threshold": {"value": paper_way["params"]["threshold"],
+                      "chosen_on": paper_way["chosen_on"]},
+        "instances": instances,
+        "per_image": paper_way["per_image"],
+        "train_seconds": round(progress.train_seconds, 1),
+        "wall_seconds": round(wall_seconds, 1),
+        "world_size": run.world,
+        "param_checksum": checksum,
+        "hardware": hardware(run.device),
+        "command": command_line(),
+        "checkpoint": str(run.run_dir / "best.pt"),
+    }
 
 
 def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]:
@@ -304,26 +638,20 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     rank, world, local_rank = _dist_info()
     run_dir = Path(config.out_dir) / config.run_name()
-    result_path = run_dir / "result.json"
-    if config.reuse and world == 1 and result_path.is_file():
-        try:
-            cached = json.loads(result_path.read_text())
-        except ValueError as err:
-            raise ValueError(f"{result_path}: not valid JSON ({err}); delete it or pass "
-                             "reuse=False") from None
-        # a result is reused only with its weights beside it; otherwise it is recomputed
-        if (cached.get("config") == _config_dict(config, comparable=True)
-                and (run_dir / "best.pt").is_file()):
-            cached["reused"] = True
+    # reuse: a finished run with the same configuration is returned, not retrained
+    if config.reuse and world == 1:
+        cached = _reusable_result(config, run_dir)
+        if cached is not None:
             return cached
 
+    # device and processes: under torchrun one process per device, each a slice of the batch
     device = resolve_device(config.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} processes")
-    local_batch = config.batch_size // world
 
+    # data: the splits; targets and weight maps computed once, on the training device
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -331,191 +659,34 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     train_f = prepare_frames(train_s, config, device)
     val_f = prepare_frames(val_s, config, device) if val_s else None
 
-    model = build_model(config, train_f).to(device)
-    optimizer = build_optimizer(config, model.parameters())
-    # the weights that are validated, kept and tested: the network's own, or their exponential
-    # moving average (beyond the paper: it damps the step-to-step swings of a short run)
-    ema = _ema(model, config.ema)
-    evaluated = ema.module if ema is not None else model
-    augment = _augmenter(config)
-    # the same sampler seed on every rank: each rank takes its slice of one global batch
-    sampler = torch.Generator().manual_seed(config.seed)
-    # augmentation draws come from a CPU generator (Augment samples its parameters there), so a
-    # resumed run continues the same random sequence on any device
-    aug_gen = torch.Generator().manual_seed(config.seed * 1000 + rank + 1)
-    step, history, best = 0, [], {"val_loss": math.inf, "step": 0, "state": None}
-    stale, stopped_early, train_seconds = 0, False, 0.0
-    stopped_by: str | None = None  # "patience" or "time_limit"
-    last_path = run_dir / "last.pt"
-    if config.resume and last_path.is_file():
-        ckpt = _load(last_path)
-        if ckpt.get("key") == config.key():
-            model.load_state_dict(ckpt["model"])
-            if ema is not None:
-                ema.load_state_dict(ckpt["ema"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            step, history = int(ckpt["step"]), list(ckpt["history"])
-            best = {"val_loss": float(ckpt["best_val_loss"]), "step": int(ckpt["best_step"]),
-                    "state": ckpt["best_model"]}
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            sampler.set_state(ckpt["rng"]["sampler"])
-            aug_gen.set_state(ckpt["rng"]["aug"])
-            if "cuda" in ckpt["rng"] and device.type == "cuda":
-                torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-            # early stopping's state: a resumed run stops exactly where the straight one did
-            stale, stopped_early = int(ckpt.get("stale", 0)), bool(ckpt.get("stopped", False))
-            stopped_by = ckpt.get("stopped_by")
-            train_seconds = float(ckpt.get("train_seconds", 0.0))
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    # model, optimiser, EMA, augmentation and the seeded generators
+    run = _build_run(config, rank, world, device, run_dir, train_f, val_f)
+    # resume: an interrupted run with the same key continues from last.pt
+    progress = _resume(run)
+    if world > 1:  # wrapped after resuming, so every rank starts from the loaded weights
+        run.net = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
-                              enabled=config.amp and device.type == "cuda")
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=config.steps, initial=step, disable=not config.progress or rank != 0,
-               desc=f"train {config.run_name()}", unit="step")
-    running, run_f1 = [], []
-    while step < config.steps and not stopped_early:
-        t0 = time.perf_counter()
-        net.train()
-        image, target, weight = sample_batch(train_f, config.batch_size, config.image_size,
-                                             sampler)
-        sl = slice(rank * local_batch, (rank + 1) * local_batch)
-        image, target = image[sl], target[sl]
-        weight = weight[sl] if weight is not None else None
-        if augment is not None:
-            image, target, weight = _apply_augment(augment, image, target, weight, aug_gen)
-        with autocast:
-            logits = net(image)
-        loss = compute_loss(config, logits.float(), target, weight)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        optimizer.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        step += 1
-        logged = loss.detach()
-        if world > 1:  # the global batch's loss, as a single process would log it
-            logged = logged.clone()
-            dist.all_reduce(logged)
-            logged /= world
-        running.append(logged.item())
-        with torch.no_grad():
-            pred = logits.argmax(1)
-            tgt = center_crop(target, pred.shape[-2:])
-            tp = ((pred == 1) & (tgt == 1)).sum().item()
-            denom = (pred == 1).sum().item() + (tgt == 1).sum().item()
-            run_f1.append(2 * tp / denom if denom else 1.0)
-        train_seconds += time.perf_counter() - t0
-        bar.update(1)
-        bar.set_postfix(loss=f"{running[-1]:.3f}")
-        out_of_time = torch.tensor([float(bool(config.time_limit)
-                                          and train_seconds >= config.time_limit)])
-        if world > 1 and config.time_limit:  # every rank stops at the same step
-            dist.all_reduce(out_of_time, op=dist.ReduceOp.MAX)
-
-        if step % config.eval_every == 0 or step == config.steps or out_of_time.item():
-            stop = torch.zeros(1)
-            if rank == 0:
-                row = {"step": step, "train_loss": float(np.mean(running)),
-                       "train_f1": float(np.mean(run_f1)), "seconds": round(train_seconds, 2)}
-                running, run_f1 = [], []
-                if val_f is not None:
-                    probs = predict_frames(evaluated, val_f.images, config)
-                    row.update(validation_scores(
-                        probs, val_f.targets.cpu().numpy(),
-                        val_f.weights.cpu().numpy() if val_f.weights is not None else None,
-                        config.threshold))
-                    if config.select_by == "val_seg":
-                        row.update(validation_seg(probs, val_f.labels))
-                    # lower is better: the validation loss, or minus the best validation SEG
-                    score = row["val_loss"] if config.select_by == "val_loss" else -row["val_seg"]
-                    if score < best["val_loss"]:
-                        best = {"val_loss": score, "step": step,
-                                "state": {k: v.detach().cpu().clone()
-                                          for k, v in evaluated.state_dict().items()}}
-                        stale = 0
-                    else:
-                        stale += 1
-                history.append(row)
-                bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in row.items()), file=sys.stderr)
-                rng = _rng_state(sampler)
-                rng["aug"] = aug_gen.get_state()
-                if config.patience and stale >= config.patience:
-                    stop[0] = 1
-                    stopped_by = "patience"
-                if out_of_time.item() and step < config.steps:
-                    stop[0] = 1
-                    stopped_by = "time_limit"
-                _save(last_path, {
-                    "key": config.key(), "step": step, "model": model.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "optimizer": optimizer.state_dict(), "history": history,
-                    "best_val_loss": best["val_loss"], "best_step": best["step"],
-                    "best_model": best["state"], "rng": rng, "stale": stale,
-                    "stopped": bool(stop.item()), "stopped_by": stopped_by,
-                    "train_seconds": train_seconds,
-                })
-                if config.keep_checkpoints:
-                    save_checkpoint(run_dir / "checkpoints" / f"step{step:06d}.pt", evaluated,
-                                    step=step, key=config.key())
-            if world > 1:
-                dist.broadcast(stop, src=0)
-            if stop.item():
-                stopped_early = True
-                break
-    bar.close()
+    # the loop: train, validate and checkpoint every eval_every steps, stop early
+    _train_steps(run, progress)
     # identical on every rank under DDP (the gradients are all-reduced); tests compare them
-    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
-
+    checksum = float(sum(p.detach().double().sum() for p in run.model.parameters()))
     if rank != 0:
         dist.barrier()
-        return {"rank": rank, "param_checksum": checksum, "history": history}
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    elif ema is not None:  # no validation: the averaged weights of the last step
-        model.load_state_dict(ema.module.state_dict())
-    model.eval()
-    save_checkpoint(run_dir / "best.pt", model, step=best["step"] or step, run=config.run_name())
-    # evaluation: instance parameters chosen on validation SEG, then the test frames
+        return {"rank": rank, "param_checksum": checksum, "history": progress.history}
+
+    # restore the best weights and save them as best.pt
+    model = _restore_best(run, progress)
+    # evaluate: instance parameters chosen on validation SEG, then the test frames
     instances = evaluate_model(
         model, config, val_f.images if val_f is not None else [],
         val_f.labels if val_f is not None else [], [s.image for s in test_s],
         [np.asarray(s.labels) for s in test_s])
-    paper_way = instances["components"]
-    threshold = {"value": paper_way["params"]["threshold"], "chosen_on": paper_way["chosen_on"]}
-    result = {
-        "run": config.run_name(),
-        "config": _config_dict(config, comparable=True),
-        "dataset": config.dataset,
-        "frames": {"train": [s.name for s in train_s], "val": [s.name for s in val_s],
-                   "test": [s.name for s in test_s]},
-        "history": history,
-        "best_step": best["step"] or step,
-        "steps_done": step,
-        "stopped_early": stopped_early,
-        "stopped_by": stopped_by,
-        "metrics": paper_way["metrics"],
-        "threshold": threshold,
-        "instances": instances,
-        "per_image": paper_way["per_image"],
-        "train_seconds": round(train_seconds, 1),
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "world_size": world,
-        "param_checksum": checksum,
-        "hardware": hardware(device),
-        "command": command_line(),
-        "checkpoint": str(run_dir / "best.pt"),
-    }
-    write_json_atomic(result_path, result)
+
+    # write the result beside best.pt
+    result = _result(run, progress, (train_s, val_s, test_s), instances, checksum,
+                     time.perf_counter() - start)
+    write_json_atomic(run_dir / "result.json", result)
     if world > 1:
         dist.barrier()
     result["reused"] = False
@@ -551,6 +722,10 @@ def _config_dict(config: TrainConfig, comparable: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m unetlib.train --option value ...``: train, print the test metrics.
+
+    Returns the exit status: 0 on success, 1 on a bad option or missing data (printed, not
+    raised), 130 when interrupted (the last checkpoint is kept for resuming)."""
     args = vars(parser().parse_args(argv))
     try:
         with sigterm_as_interrupt():

@@ -58,9 +58,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "binary_target",
@@ -436,7 +440,7 @@ def weight_map_torch(
     tol: float = 1e-7,
     chunk_elements: int = 2**24,
     check: bool = True,
-):
+) -> torch.Tensor:
     """``weight_map`` for a torch tensor, computed on the tensor's device (no host copies).
 
     Same definitions and result as ``weight_map`` (agreement within 1e-5; the distances are

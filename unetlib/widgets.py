@@ -36,13 +36,16 @@ import io
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
 from scipy import ndimage as ndi
 
 from unetlib.plots import ARROW, CONTOUR, FN, FP, GRID, MERGE, SPLIT, TP, overlay
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "Explorer",
@@ -902,7 +905,7 @@ def render_settings(
     settings: Sequence[Mapping[str, Any]],
     titles: Sequence[str] | None = None,
     width: float = 11.0,
-):
+) -> Figure:
     """A matplotlib figure with the explorer's picture at each of ``settings`` (one per row).
 
     Each setting is a dict of control values (``explorer.set(**setting)``); the explorer is put

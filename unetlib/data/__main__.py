@@ -9,6 +9,10 @@ from unetlib.interrupt import sigterm_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m unetlib.data fetch|describe|list``.
+
+    Returns the exit status: 0 on success, 1 on an error (printed, not raised), 130 when
+    interrupted."""
     from .fetch import SOURCES, main_fetch
 
     parser = argparse.ArgumentParser(prog="python -m unetlib.data", description=__doc__)

@@ -130,6 +130,7 @@ class FetchError(RuntimeError):
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """Returns the SHA-256 of the file's bytes as a hex string (read in chunks of ``CHUNK``)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
@@ -837,6 +838,9 @@ def fetch(
 
 
 def main_fetch(name: str, root: str | None, base_url: str | None, force: bool, verify: bool) -> int:
+    """:func:`fetch` for the command line: says where the data set is, or prints the error.
+
+    Returns the exit status: 0 when fetched (or already present), 1 on an error."""
     try:
         where = fetch(name, root, base_url=base_url, force=force, verify=verify)
     except (FetchError, ValueError) as exc:

@@ -173,6 +173,8 @@ def read_labels(path: str | os.PathLike, *, allow_empty: bool = False) -> np.nda
 
 
 def check_same_shape(image: np.ndarray, labels: np.ndarray, image_path, label_path) -> None:
+    """Returns None when the image and its label mask have the same shape; raises ValueError
+    naming both files otherwise."""
     if image.shape != labels.shape:
         raise ValueError(
             f"size mismatch: image {image_path} is {image.shape} but labels {label_path} "

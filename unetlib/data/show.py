@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .dataset import Sample
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def label_overlay(image: np.ndarray, labels: np.ndarray | None, alpha: float = 0.35) -> np.ndarray:
@@ -25,7 +29,7 @@ def label_overlay(image: np.ndarray, labels: np.ndarray | None, alpha: float = 0
     return rgb
 
 
-def plot_samples(samples: Sequence[Sample], n: int = 3, size: float = 4.0):
+def plot_samples(samples: Sequence[Sample], n: int = 3, size: float = 4.0) -> Figure:
     """A figure with ``n`` samples: the image on top, the labelled overlay below."""
     import matplotlib.pyplot as plt
 
