@@ -258,7 +258,8 @@ def run(
     output_dir = Path(output_dir)
     (output_dir / "results").mkdir(parents=True, exist_ok=True)
     if output_dir.resolve() != BOOK_DIR.resolve():
-        for page in BOOK_DIR.glob("*.md"):  # the prose, so that the folder builds as a book
+        # the prose and its bibliography, so that the folder builds as a book
+        for page in [*BOOK_DIR.glob("*.md"), *BOOK_DIR.glob("*.bib")]:
             if not (output_dir / page.name).exists():
                 shutil.copy(page, output_dir / page.name)
     for path in _remove_dead_partials(output_dir):
