@@ -29,10 +29,15 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def shown(path: str | os.PathLike) -> str:
-    """``path`` as a page or a result file may print it: relative to the project root (also
-    ``../shared/data``-style when it lies beside the project), else with the home folder as
-    ``~``; never a path that only exists on the machine that made the page."""
+    """``path`` as a page or a result file may print it: inside the data folder as
+    ``<data root>/...`` (:func:`data_root`: where it lies differs between machines), else
+    relative to the project root (``../x`` when it lies beside the project), else with the home
+    folder as ``~``; never a path that only exists on the machine that made the page."""
     given = Path(os.path.abspath(Path(path).expanduser()))  # ``..`` folded, links kept
+    data = data_root().resolve()
+    for p in (given, given.resolve()):  # the data folder is wherever this machine keeps it
+        if p == data or data in p.parents:
+            return str(Path("<data root>") / p.relative_to(data))
     for p in (given, given.resolve()):
         for base, prefix in ((PROJECT_ROOT, ""), (PROJECT_ROOT.parent, "../")):
             try:

@@ -167,9 +167,10 @@ def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
         "dataset": first["dataset"],
         "profile": profile,
         "metrics": {name: r["metrics"] for name, r in runs.items()},
-        "runs": {name: {k: r[k] for k in ("run", "config", "best_step", "steps_done",
-                                           "stopped_early", "train_seconds", "wall_seconds",
-                                           "history", "per_image", "frames")}
+        "runs": {name: {k: r.get(k) for k in ("run", "config", "best_step", "steps_done",
+                                               "stopped_early", "stopped_by", "train_seconds",
+                                               "wall_seconds", "history", "per_image",
+                                               "frames")}
                  for name, r in runs.items()},
         "thresholds": {name: r.get("threshold") for name, r in runs.items()},
         # each instance method's parameters, how they were chosen (the validation scan) and its
@@ -238,6 +239,25 @@ def describe_few_images(data: Mapping[str, Any], method: str = "watershed") -> s
     seeds = len(data.get("seeds", [])) or "?"
     return (f"{METHOD_LABELS[method]}, {seeds} seeds, {data.get('steps', '?')} steps a run:\n\n"
             + "\n".join(lines))
+
+
+_NOT_OPTIONS = ("out_dir", "resume", "reuse", "progress", "keep_checkpoints", "extra")
+
+
+def config_table(config: Any) -> str:
+    """Markdown: the options of a training run (a :class:`unetlib.config.TrainConfig`), two
+    columns side by side, without where it is stored or how it is shown."""
+    import dataclasses
+
+    items = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
+             if f.name not in _NOT_OPTIONS]
+    half = (len(items) + 1) // 2
+    rows = ["| option | value | option | value |", "|---|---|---|---|"]
+    for i in range(half):
+        right = items[half + i] if half + i < len(items) else ("", "")
+        rows.append(f"| `{items[i][0]}` | {items[i][1]!r} | "
+                    + (f"`{right[0]}` | {right[1]!r} |" if right[0] else " | |"))
+    return "\n".join(rows)
 
 
 def describe_run_set(data: Mapping[str, Any]) -> str:
