@@ -466,8 +466,10 @@ def _batch_f1(logits: torch.Tensor, target: torch.Tensor) -> float:
 def _out_of_time(config: TrainConfig, train_seconds: float, world: int) -> bool:
     """Returns whether ``time_limit`` is spent; under DDP on any rank, so that every rank stops
     at the same step (every rank must call this at every step)."""
-    out = torch.tensor([float(bool(config.time_limit) and train_seconds >= config.time_limit)])
-    if world > 1 and config.time_limit:
+    if not config.time_limit:  # the same on every rank: no tensor, no collective per step
+        return False
+    out = torch.tensor([float(train_seconds >= config.time_limit)])
+    if world > 1:
         dist.all_reduce(out, op=dist.ReduceOp.MAX)
     return bool(out.item())
 
