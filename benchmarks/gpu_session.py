@@ -83,8 +83,8 @@ def _relative(cmd: list[str]) -> str:
     """The command as one would type it in the project root (no path of this machine)."""
     from unetlib.paths import shown
 
-    return " ".join("python" if c == sys.executable else shown(c) if Path(c).is_absolute()
-                    else c for c in cmd)
+    return " ".join("python" if c == sys.executable
+                    else shown(c, data=False) if Path(c).is_absolute() else c for c in cmd)
 
 
 def _record(out: Path, experiment: str, profile: str, runs: dict[str, dict], dry: bool,

@@ -28,16 +28,17 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return candidates[0]
 
 
-def shown(path: str | os.PathLike) -> str:
+def shown(path: str | os.PathLike, data: bool = True) -> str:
     """``path`` as a page or a result file may print it: inside the data folder as
     ``<data root>/...`` (:func:`data_root`: where it lies differs between machines), else
     relative to the project root (``../x`` when it lies beside the project), else with the home
-    folder as ``~``; never a path that only exists on the machine that made the page."""
+    folder as ``~``; never a path that only exists on the machine that made the page. With
+    ``data=False`` (a command to retype) the data folder gets no ``<data root>`` form."""
     given = Path(os.path.abspath(Path(path).expanduser()))  # ``..`` folded, links kept
-    data = data_root().resolve()
-    for p in (given, given.resolve()):  # the data folder is wherever this machine keeps it
-        if p == data or data in p.parents:
-            return str(Path("<data root>") / p.relative_to(data))
+    root = data_root().resolve()
+    for p in (given, given.resolve()) if data else ():  # wherever this machine keeps it
+        if p == root or root in p.parents:
+            return str(Path("<data root>") / p.relative_to(root))
     for p in (given, given.resolve()):
         for base, prefix in ((PROJECT_ROOT, ""), (PROJECT_ROOT.parent, "../")):
             try:

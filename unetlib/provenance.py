@@ -60,7 +60,7 @@ def command_line() -> str:
         if not os.path.isabs(arg):
             return arg
         rel = os.path.relpath(arg)
-        return rel if not rel.startswith("..") else shown(arg)
+        return rel if not rel.startswith("..") else shown(arg, data=False)
 
     return shlex.join(["python", *(word(a) for a in sys.argv)])
 
