@@ -161,6 +161,21 @@ def test_replacing_keeps_the_suffix_for_tools_that_want_one(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["02_train.ipynb"]
 
 
+@pytest.mark.parametrize("directory", [False, True])
+def test_an_interrupt_before_the_temporary_is_handed_over_removes_it(tmp_path, monkeypatch,
+                                                                      directory):
+    """SIGTERM (as KeyboardInterrupt) between creating the temporary and the ``with`` body."""
+    def interrupted(*args):
+        raise KeyboardInterrupt("signal 15")
+
+    # the first call after the temporary exists: closing its descriptor / setting its mode
+    monkeypatch.setattr(provenance.os, "chmod" if directory else "close", interrupted)
+    with pytest.raises(KeyboardInterrupt), replacing(tmp_path / "page.ipynb",
+                                                     directory=directory, keep_suffix=True):
+        pytest.fail("the body must not run")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_replacing_a_folder(tmp_path, umask_022):
     with replacing(tmp_path / "vendor", directory=True) as tmp:
         assert tmp.is_dir() and tmp.stat().st_mode & 0o777 == 0o755

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from unetlib.interrupt import sigterm_as_interrupt
+from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
 from unetlib.paths import PROJECT_ROOT
 from unetlib.profiles import (
     NOTEBOOKS,
@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        ignore_further_interrupts()
         print("interrupted; no partly executed notebook was left in the book", file=sys.stderr)
         return 130
     return 0

@@ -19,6 +19,15 @@ def _raise(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def ignore_further_interrupts() -> None:
+    """After an interrupt was caught and cleaned up: a second SIGINT or SIGTERM (a kernel's
+    process group being stopped, a scheduler that signals twice) must not turn the clean exit
+    into an uncaught ``KeyboardInterrupt`` (exit status -2) on the way out. Main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises ``KeyboardInterrupt`` (main thread only; elsewhere a

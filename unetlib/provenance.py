@@ -105,18 +105,22 @@ def replacing(
     path.parent.mkdir(parents=True, exist_ok=True)
     label, suffix = (path.stem, path.suffix) if keep_suffix else (path.name, ".tmp")
     where = dict(prefix=f".{label}.{os.getpid()}.", suffix=suffix, dir=path.parent)
-    if directory:
-        tmp = Path(tempfile.mkdtemp(**where))
-    else:
-        fd, tmp_name = tempfile.mkstemp(**where)
-        os.close(fd)
-        tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        # created inside the try: an interrupt between creating and yielding it removes it too
+        if directory:
+            tmp = Path(tempfile.mkdtemp(**where))
+        else:
+            fd, tmp_name = tempfile.mkstemp(**where)
+            tmp = Path(tmp_name)
+            os.close(fd)
         os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
         yield tmp
         os.replace(tmp, path)
     except BaseException:
-        if tmp.is_dir() and not tmp.is_symlink():
+        if tmp is None:
+            pass
+        elif tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)

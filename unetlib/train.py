@@ -40,7 +40,7 @@ from torch import nn
 
 from unetlib.config import AUGMENT_PARTS, TrainConfig, augment_parts, parser
 from unetlib.evaluate import evaluate_model, predict_frames, validation_scores, validation_seg
-from unetlib.interrupt import sigterm_as_interrupt
+from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
 from unetlib.losses import center_crop
 from unetlib.model import save_checkpoint
 from unetlib.provenance import command_line, hardware, write_json_atomic
@@ -736,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        ignore_further_interrupts()
         print("interrupted; the last checkpoint is kept (rerun to resume)", file=sys.stderr)
         return 130
     if "metrics" in result:

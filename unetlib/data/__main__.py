@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unetlib.interrupt import sigterm_as_interrupt
+from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             return main_fetch(args.name, args.root, args.base_url, args.force, not args.no_verify)
     except KeyboardInterrupt:
+        ignore_further_interrupts()
         print("interrupted; partial files removed", file=sys.stderr)
         return 130
 
