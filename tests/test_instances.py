@@ -1,5 +1,5 @@
-"""unetlib.instances: cells from a probability map, the paper's way and by seeded watershed, and
-the choice of their parameters by validation SEG."""
+"""unetlib.instances: cells from a probability map, the paper's way, by seeded watershed and by
+the distance-transform watershed, and the choice of their parameters by validation SEG."""
 
 from __future__ import annotations
 
@@ -70,6 +70,47 @@ def test_watershed_with_low_seeds_equals_components():
     assert M.seg_measure(ws, cc) == pytest.approx(1.0)
 
 
+def two_touching_discs(radius: int = 12, apart: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Two discs whose centres are ``apart`` pixels apart (they overlap in a neck) and a
+    probability with no gap at all where they touch: only their shape tells them apart."""
+    yy, xx = np.mgrid[:48, :72]
+    lab = np.zeros((48, 72), np.int32)
+    for k, cx in enumerate((26, 26 + apart), start=1):
+        inside = (yy - 24) ** 2 + (xx - cx) ** 2 <= radius**2
+        lab[inside & (lab == 0)] = k
+    # the second disc takes the half of the overlap nearer its centre
+    lab[(lab > 0) & (xx >= 26 + apart / 2)] = 2
+    prob = np.where(lab > 0, 0.9, 0.05)
+    return prob, lab
+
+
+def test_distance_splits_touching_cells_at_their_neck_without_a_gap():
+    prob, lab = two_touching_discs()
+    assert instances_from_probability(prob, method="components", min_size=0).max() == 1
+    dist = instances_from_probability(prob, method="distance", threshold=0.5, h=1.0, min_size=0)
+    assert dist.max() == 2
+    assert M.seg_measure(dist, lab) > 0.9
+    # every foreground pixel is assigned: the foreground is the paper's thresholded map
+    assert np.array_equal(dist > 0, prob > 0.5)
+
+
+def test_distance_with_a_high_seed_bar_equals_components():
+    prob, _ = two_touching_discs()
+    prob[2:6, 2:6] = 0.7  # a third, small object
+    dist = instances_from_probability(prob, method="distance", threshold=0.5, h=50.0, min_size=0)
+    cc = instances_from_probability(prob, method="components", threshold=0.5, min_size=0)
+    assert dist.max() == cc.max() == 2
+    assert M.seg_measure(dist, cc) == pytest.approx(1.0)
+
+
+def test_distance_keeps_one_seed_per_round_cell():
+    # one disc, noisy probability: the smoothing and h keep its ripples from splitting it
+    prob, _ = two_touching_discs(apart=0)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(prob + rng.normal(0, 0.05, prob.shape), 0, 1)
+    assert instances_from_probability(noisy, method="distance", h=2.0, min_size=0).max() == 1
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_min_size_drops_specks_and_numbers_cells_from_one(method):
     prob, _ = two_touching_cells(gap=0.1)
@@ -83,7 +124,7 @@ def test_min_size_drops_specks_and_numbers_cells_from_one(method):
 @pytest.mark.parametrize("kwargs, named", [
     ({"method": "hysteresis"}, "method"), ({"threshold": 1.0}, "threshold"),
     ({"seed_threshold": 0.0}, "seed_threshold"), ({"min_size": -1}, "min_size"),
-    ({"min_size": 2.5}, "min_size"),
+    ({"min_size": 2.5}, "min_size"), ({"h": 0.0}, "h"), ({"h": -1}, "h"),
 ])
 def test_bad_parameters_are_named(kwargs, named):
     with pytest.raises(ValueError, match=named):
@@ -103,6 +144,10 @@ def test_params_are_callable_and_describe_themselves():
     assert np.array_equal(params(prob), instances_from_probability(prob, params))
     assert "seeded watershed" in params.describe() and "0.95" in params.describe()
     assert "seed_threshold" not in InstanceParams().as_dict()
+    assert "h" not in InstanceParams().as_dict() and "h" not in params.as_dict()
+    distance = InstanceParams("distance", 0.4, h=4.0)
+    assert set(distance.as_dict()) == {"method", "threshold", "min_size", "h"}
+    assert "distance-transform watershed" in distance.describe() and "4 px" in distance.describe()
 
 
 def test_pooled_seg_weighs_cells_not_frames():
@@ -151,6 +196,8 @@ def test_choose_instances_maximises_validation_seg(method):
     if method == "watershed":
         n = len(grid["min_size"]) * sum(s > t for t in grid["threshold"]
                                         for s in grid["seed_threshold"])
+    if method == "distance":
+        n *= len(grid["h"])
     assert len(scan) == n
     if method == "components":
         assert params.threshold >= 0.6  # p > threshold leaves the faint gap (0.6) out

@@ -326,7 +326,7 @@ def test_variant_and_answer_tables():
                "04_weight_maps": {**_experiment(), "summaries": summaries},
                "02_train_em": _experiment("isbi2012", train={"seg": 0.3, "iou": 0.9})}
     answer = answer_table(results)
-    assert _row(answer, "02_train")[3:5] == ["0.400", "0.700"]
+    assert _row(answer, "02_train")[3:5] == ["0.400", "0.700 (seeded ws)"]
     assert _row(answer, "04_weight_maps: without")[2] == "2"
     assert _row(answer, "02_train_em: train")[3:6] == ["0.300", "–", "0.900"]
     assert _row(answer, "Ronneberger et al. 2015")[3] == "0.7756"
@@ -343,7 +343,12 @@ def test_describe_budget_curve_names_the_best_step_and_the_differences():
              "config": {"tile": 256, "steps": 400, "lr": 0.002}}
     config = TrainConfig(lr=0.002, input_tile=608, ema=0.99, padding="same", depth=4)
     text = describe_budget_curve(curve, config)
-    assert "step 400: test SEG 0.700 (watershed) and 0.500 (paper's way)" in text
+    assert "step 400: test SEG 0.700 (seeded watershed) and 0.500 (paper's way)" in text
+    # rows that have the distance-transform watershed report it, chosen by its own val SEG
+    for row, d in zip(rows, ({"val_seg": 0.9, "seg": 0.8}, {"val_seg": 0.6, "seg": 0.75})):
+        row["distance"] = d
+    assert ("step 200: test SEG 0.800 (distance watershed) and 0.300 (paper's way)"
+            in describe_budget_curve(curve, config))
     assert "`input_tile=256` (here `608`)" in text and "`ema=0.0` (here `0.99`)" in text
     assert "steps" not in text.split("differ")[1] and "lr=" not in text
 

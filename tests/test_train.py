@@ -235,6 +235,23 @@ def test_finished_run_is_reused_not_retrained(tiny_run):
     assert again["reused"] and again["metrics"] == pytest.approx(r["metrics"])
 
 
+def test_result_scored_before_an_instance_method_existed_is_rescored_not_retrained(tmp_path):
+    first = T.train(tiny(tmp_path))
+    path = tmp_path / "runs" / first["run"] / "result.json"
+    old = json.loads(path.read_text())
+    del old["instances"]["distance"]  # as written before the distance watershed existed
+    path.write_text(json.dumps(old))
+    again = T.train(tiny(tmp_path))
+    assert again["reused"] and again["history"] == first["history"]  # not retrained
+    new, before = again["instances"]["distance"], first["instances"]["distance"]
+    assert new["params"] == before["params"]
+    assert new["metrics"] == pytest.approx(before["metrics"])
+    assert again["metrics"] == pytest.approx(first["metrics"])
+    assert again["rescored"]["methods"] == list(T.METHODS)
+    saved = json.loads(path.read_text())  # the file now has every method, and no reuse flag
+    assert "distance" in saved["instances"] and "reused" not in saved
+
+
 def test_reused_result_without_its_weights_is_recomputed(tmp_path):
     first = T.train(tiny(tmp_path))
     (tmp_path / "runs" / first["run"] / "best.pt").unlink()

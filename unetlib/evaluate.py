@@ -167,8 +167,12 @@ def describe_instances(result: dict) -> str:
     chosen, and the test SEG it gave."""
     inst = result["instances"]
     lines = []
-    for method, label in (("components", "Paper's way"),
-                          ("watershed", "Beyond the paper")):
+    labels = (("components", "Paper's way"),
+              ("distance", "Beyond the paper, distance-transform watershed"),
+              ("watershed", "Beyond the paper, probability-seeded watershed"))
+    for method, label in labels:
+        if method not in inst:  # results scored before the method existed
+            continue
         rec = inst[method]
         params = InstanceParams(**rec["params"])
         how = (f"chosen by the best validation SEG ({rec['val_seg']:.3f}) over "

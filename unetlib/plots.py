@@ -340,8 +340,11 @@ def plot_budget_curve(curve: Mapping[str, Any]) -> Figure:
     rows = curve["rows"]
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=100)
+    if "distance" in rows[0]:
+        ax.plot(steps, [r["distance"]["seg"] for r in rows], "D-", color="tab:purple",
+                label="SEG, distance-transform watershed (beyond the paper)")
     ax.plot(steps, [r["watershed"]["seg"] for r in rows], "o-", color="tab:green",
-            label="SEG, seeded watershed (beyond the paper)")
+            label="SEG, probability-seeded watershed (beyond the paper)")
     ax.plot(steps, [r["components"]["seg"] for r in rows], "s-", color="tab:blue",
             label="SEG, connected components (paper's way)")
     ax.plot(steps, [r["components"]["iou"] for r in rows], "^--", color="0.5",

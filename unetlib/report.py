@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from unetlib.instances import beyond_method
 from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metrics
 from unetlib.provenance import write_json_atomic
 
@@ -185,7 +186,11 @@ def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
 
 
 METHOD_LABELS = {"components": "paper's way: connected components",
-                 "watershed": "beyond the paper: seeded watershed"}
+                 "distance": "beyond the paper: distance-transform watershed",
+                 "watershed": "beyond the paper: probability-seeded watershed"}
+
+# how the results table names the beyond-the-paper method of a row
+_BEYOND_SHORT = {"distance": "distance ws", "watershed": "seeded ws"}
 
 
 def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -195,7 +200,8 @@ def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
 
     out: dict[str, dict[str, Any]] = {}
     for method in METHOD_LABELS:
-        recs = [r["instances"][method]["metrics"] for r in runs.values() if "instances" in r]
+        recs = [r["instances"][method]["metrics"] for r in runs.values()
+                if method in r.get("instances", {})]
         if not recs:
             continue
         entry: dict[str, Any] = {"seeds": len(recs)}
@@ -326,13 +332,14 @@ def _single(value: float | None) -> dict[str, Any] | None:
 
 
 def answer_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Markdown, one row per experiment arm: SEG the paper's way and with the seeded watershed
-    (beyond the paper), pixel IoU and merges per frame, as mean ± sd (range) over the seeds that
+    """Markdown, one row per experiment arm: SEG the paper's way and beyond the paper (the
+    distance-transform watershed, or the probability-seeded one in results scored before it
+    existed; the cell names which), pixel IoU and merges per frame, as mean ± sd (range) over the seeds that
     ran, beside the paper's SEG and the Keras reproduction's pixel IoU. Uses the experiments'
     ``summary`` (one arm) or ``summaries`` (an ablation's arms); a result without them (one run
     per arm, an older file) gives one row per run."""
-    head = ("| experiment | data set | seeds | SEG, paper's way | SEG, seeded watershed (beyond "
-            "the paper) | pixel IoU | merges / frame |\n|---|---|---|---|---|---|---|")
+    head = ("| experiment | data set | seeds | SEG, paper's way | SEG beyond the paper (method) | "
+            "pixel IoU | merges / frame |\n|---|---|---|---|---|---|---|")
     lines = [head]
     for experiment, data in results.items():
         arms: dict[str, Mapping[str, Any]] = {}
@@ -347,15 +354,18 @@ def answer_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                     "components": {"seeds": 1, "seg": _single(metrics.get("seg")),
                                    "iou": _single(metrics.get("iou")),
                                    "merges": _single(metrics.get("merges"))},
-                    **({"watershed": {"seg": _single(inst["watershed"]["metrics"]["seg"])}}
-                       if "watershed" in inst else {})}
+                    **{m: {"seg": _single(inst[m]["metrics"]["seg"])}
+                       for m in ("distance", "watershed") if m in inst}}
         for name, summary in arms.items():
             paper_way = summary.get("components", {})
-            ws = summary.get("watershed", {})
+            beyond = beyond_method(summary)
+            ws = summary.get(beyond, {})
+            beyond_cell = (f"{_cell(ws['seg'])} ({_BEYOND_SHORT[beyond]})" if ws.get("seg")
+                           else "–")
             merges = paper_way.get("merges")
             lines.append(
                 f"| {name} | {data['dataset']} | {paper_way.get('seeds', 1)} | "
-                f"{_cell(paper_way.get('seg'))} | {_cell(ws.get('seg'))} | "
+                f"{_cell(paper_way.get('seg'))} | {beyond_cell} | "
                 f"{_cell(paper_way.get('iou'))} | "
                 f"{'–' if merges is None else format(merges['mean'], '.2f')} |")
     lines.append(f"| Ronneberger et al. 2015 | DIC-C2DH-HeLa | – | {PAPER['DIC-C2DH-HeLa']['seg']} "
@@ -374,11 +384,13 @@ def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
     import dataclasses
 
     hw = curve["hardware"]
-    best = max(curve["rows"], key=lambda r: r["watershed"]["val_seg"])
+    method = beyond_method(curve["rows"][0])
+    name = _BEYOND_SHORT[method].replace("ws", "watershed")
+    best = max(curve["rows"], key=lambda r: r[method]["val_seg"])
     text = (f"Measured with `{curve['command']}` ({curve['train_seconds']:.0f} s of training on "
             f"{hw['cpu']}, {hw['cpu_count']} cores). The checkpoint with the best validation SEG "
-            f"(watershed) is step {best['step']}: test SEG {best['watershed']['seg']:.3f} "
-            f"(watershed) and {best['components']['seg']:.3f} (paper's way).")
+            f"({name}) is step {best['step']}: test SEG {best[method]['seg']:.3f} "
+            f"({name}) and {best['components']['seg']:.3f} (paper's way).")
     then = {{"tile": "input_tile"}.get(k, k): v for k, v in curve["config"].items()}
     defaults = dataclasses.asdict(type(config)())
     ignored = {"steps", "eval_every", "seed", "progress", "keep_checkpoints"}

@@ -40,6 +40,7 @@ from torch import nn
 
 from unetlib.config import AUGMENT_PARTS, TrainConfig, augment_parts, parser
 from unetlib.evaluate import evaluate_model, predict_frames, validation_scores, validation_seg
+from unetlib.instances import METHODS
 from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
 from unetlib.losses import center_crop
 from unetlib.model import save_checkpoint
@@ -363,9 +364,34 @@ def _reusable_result(config: TrainConfig, run_dir: Path) -> dict[str, Any] | Non
                          "reuse=False") from None
     if (cached.get("config") == _config_dict(config, comparable=True)
             and (run_dir / "best.pt").is_file()):
+        if set(METHODS) - set(cached.get("instances", {})):
+            cached = _rescored(config, run_dir, cached)
         cached["reused"] = True
         return cached
     return None
+
+
+def _rescored(config: TrainConfig, run_dir: Path, cached: dict[str, Any]) -> dict[str, Any]:
+    """A finished run scored before an instance method existed: every method scored again from
+    its kept weights (``best.pt``, the weights it was scored with), exactly as at the end of
+    training, and the result file rewritten; the training record is untouched."""
+    from unetlib.model import load_checkpoint
+
+    model, _ = load_checkpoint(run_dir / "best.pt", map_location="cpu")
+    _, val_s, test_s = load_splits(config)
+    instances = evaluate_model(model, config, [s.image for s in val_s],
+                               [np.asarray(s.labels) for s in val_s], [s.image for s in test_s],
+                               [np.asarray(s.labels) for s in test_s])
+    paper_way = instances["components"]
+    cached.update(instances=instances, metrics=paper_way["metrics"],
+                  per_image=paper_way["per_image"],
+                  threshold={"value": paper_way["params"]["threshold"],
+                             "chosen_on": paper_way["chosen_on"]},
+                  rescored={"methods": list(METHODS), "hardware": hardware(torch.device("cpu")),
+                            "command": command_line()})
+    cached.pop("reused", None)
+    write_json_atomic(run_dir / "result.json", cached)
+    return cached
 
 
 def _build_run(config: TrainConfig, rank: int, world: int, device: torch.device, run_dir: Path,
