@@ -11,6 +11,7 @@ from unetlib.paths import PROJECT_ROOT, data_root
 from unetlib.report import load_results
 
 sys.path.insert(0, str(PROJECT_ROOT / "studies"))
+import ablations  # noqa: E402
 import few_images  # noqa: E402
 
 HELA = (data_root() / "DIC-C2DH-HeLa").is_dir()
@@ -47,4 +48,35 @@ def test_few_images_refuses_bad_arguments_by_name(tmp_path, capsys, argv, messag
         few_images.main([*argv, "--out", str(tmp_path / "x.json")])
     shown = capsys.readouterr().err + str(err.value)
     assert message in shown
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_ablations_train_every_arm_with_every_seed_in_the_chapters_configuration(tmp_path):
+    from unetlib.report import describe_ablation
+
+    out = tmp_path / "ablations.json"
+    argv = ["--seeds", "0", "1", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
+            "-p", "steps=2", "-p", "silver_val=0", *TINY]
+    assert ablations.main(argv) == 0
+    data = load_results(tmp_path)["ablations"]
+    assert set(data["summaries"]) == set(ablations.ARMS)
+    assert all(s["components"]["seeds"] == 2 for s in data["summaries"].values())
+    configs = {name: r["config"] for name, r in data["runs"].items()}
+    assert len(configs) == 6
+    baseline = configs["augmentation, w0 = 10 (the paper), seed 0"]
+    # each arm differs from the chapters' configuration in its own option only
+    for name, config in configs.items():
+        differ = {k for k in config if config[k] != baseline[k]} - {"seed"}
+        arm = name.rsplit(", seed", 1)[0]
+        assert differ == set(ablations.ARMS[arm]), name
+    text = describe_ablation(data, "04_weight_maps")
+    assert "with w0 = 0 (class balance only)" in text and "the seeds' spread" in text
+    assert str(tmp_path) not in json.dumps(data["command"])
+
+
+def test_ablations_refuse_an_unknown_arm(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ablations.main(["--arms", "no weights", "--out", str(tmp_path / "x.json")])
+    assert "--arms" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

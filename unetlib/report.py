@@ -14,7 +14,7 @@ from unetlib.provenance import write_json_atomic
 
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
-               "03_augmentation_ablation", "04_weight_maps", "silver_truth", "few_images",
+               "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth", "few_images",
                "gpu_quick_long", "gpu_paper")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error", "threshold")
@@ -245,6 +245,46 @@ def describe_few_images(data: Mapping[str, Any], method: str = "watershed") -> s
     seeds = len(data.get("seeds", [])) or "?"
     return (f"{METHOD_LABELS[method]}, {seeds} seeds, {data.get('steps', '?')} steps a run:\n\n"
             + "\n".join(lines))
+
+
+def _effect(label: str, a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str],
+            digits: int = 3) -> str:
+    """One bullet: a measure's mean ± sd in two arms, their difference and whether it exceeds
+    the seeds' spread (the two standard deviations added)."""
+    diff, spread = a["mean"] - b["mean"], a["sd"] + b["sd"]
+    verdict = "larger than" if abs(diff) > spread else "within"
+    return (f"- {label}: {a['mean']:.{digits}f} ± {a['sd']:.{digits}f} {names[0]}, "
+            f"{b['mean']:.{digits}f} ± {b['sd']:.{digits}f} {names[1]}; difference "
+            f"{diff:+.{digits}f}, {verdict} the seeds' spread ({spread:.{digits}f})")
+
+
+def describe_ablation(data: Mapping[str, Any], page: str) -> str:
+    """Markdown: the answer of ``studies/ablations.py`` to the question of the chapter ``page``:
+    for its two arms, test SEG of the paper's way and beyond the paper, pixel IoU and merges
+    per frame over the seeds, each difference set against the seeds' spread."""
+    first, second = data["questions"][page]
+    a, b = data["summaries"].get(first), data["summaries"].get(second)
+    if not a or not b:
+        return "_the study has not run both arms yet_"
+    names = (f"with {first}", f"with {second}")
+    beyond = beyond_method(a)
+    lines = [f"{a['components']['seeds']} seeds an arm, {_steps(data)} steps a run, on "
+             f"{data['hardware']['cpu']} ({data['hardware']['cpu_count']} cores); "
+             f"`{data['command']}`:", ""]
+    lines.append(_effect("SEG, paper's way", a["components"]["seg"], b["components"]["seg"],
+                         names))
+    lines.append(_effect(f"SEG, {METHOD_LABELS[beyond]}", a[beyond]["seg"], b[beyond]["seg"],
+                         names))
+    lines.append(_effect("pixel IoU (paper's way)", a["components"]["iou"],
+                         b["components"]["iou"], names))
+    lines.append(_effect("merged cells per frame (paper's way)", a["components"]["merges"],
+                         b["components"]["merges"], names, digits=2))
+    return "\n".join(lines)
+
+
+def _steps(data: Mapping[str, Any]) -> str:
+    steps = {r.get("steps_done") for r in data["runs"].values()}
+    return "/".join(str(s) for s in sorted(x for x in steps if x is not None)) or "?"
 
 
 _NOT_OPTIONS = ("out_dir", "resume", "reuse", "progress", "keep_checkpoints", "extra")
