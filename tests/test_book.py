@@ -359,11 +359,15 @@ def test_index_states_the_committed_headline():
     if not results.is_file():
         pytest.skip("no committed results yet")
     summary = json.loads(results.read_text())["summary"]
-    index = (PROJECT_ROOT / "book" / "index.md").read_text()
-    for method, label in (("watershed", "seeded watershed"), ("components", "paper's way")):
+    index = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
+    for method, label in (("distance", "distance-transform watershed"),
+                          ("watershed", "seeded watershed"), ("components", "paper's way")):
         seg = summary[method]["seg"]
         text = f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
         assert text in index, f"index.md should say {text!r}"
+    merges = (f"({summary['distance']['merges']['mean']:.2f} merged cells per test frame against "
+              f"{summary['components']['merges']['mean']:.2f} the paper's way)")
+    assert merges in index, f"index.md should say {merges!r}"
     silver = PROJECT_ROOT / "book" / "results" / "silver_truth.json"
     if silver.is_file():
         seg = json.loads(silver.read_text())["summary"]["watershed"]["seg"]
