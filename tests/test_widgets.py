@@ -232,6 +232,28 @@ def test_prediction_min_size_drops_specks():
     assert w.image.value != fp
 
 
+def test_prediction_method_control_splits_touching_cells_as_training_scores_them():
+    from unetlib.instances import InstanceParams, instances_from_probability
+
+    yy, xx = np.mgrid[:48, :72]
+    labels = np.zeros((48, 72), np.int32)
+    labels[(yy - 24) ** 2 + (xx - 26) ** 2 <= 144] = 1
+    labels[((yy - 24) ** 2 + (xx - 46) ** 2 <= 144) & (xx >= 36)] = 2
+    p = np.where(labels > 0, 0.9, 0.05).astype(np.float32)  # no gap drawn between them
+    w = W.prediction_explorer([p], [(p, labels)])
+    assert w.state["merges"] == 1 and w.state["n_pred"] == 1  # the paper's way: one blob
+    w.controls["method"].value = "distance"
+    assert w.state["merges"] == 0 and w.state["n_pred"] == 2 and w.state["seg"] > 0.9
+    # the labels are those the training evaluation makes with the same parameters
+    expected = instances_from_probability(p, InstanceParams("distance", 0.5, h=2.0))
+    np.testing.assert_array_equal(w.arrays["pred_labels"], expected)
+    w.controls["h"].value = 6.0
+    np.testing.assert_array_equal(w.arrays["pred_labels"], instances_from_probability(
+        p, InstanceParams("distance", 0.5, h=6.0)))
+    with pytest.raises(ValueError, match="method"):
+        W.prediction_explorer([p], [(p, labels)], method="hysteresis")
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_explorer_colours_the_cells_metrics_counts(samples, seed):
     p = noisy_probabilities(samples, seed)[0]

@@ -18,8 +18,8 @@ scores *instances*. Two ways to turn the cell probability ``p`` into instance la
   ``DISTANCE_SMOOTHING`` pixels) that stand at least ``h`` pixels above their surroundings
   (h-maxima), one per cell, because two touching cells meet at a neck where the distance dips;
   each seed grows over the negated distance within the foreground. It needs no gap drawn by the
-  network, only the cells' shape, and with a large ``h`` (no neck deep enough) it equals
-  ``"components"``.
+  network, only the cells' shape, and with ``h`` above every cell's largest distance (no seed
+  at all) it equals ``"components"``.
 
 Both drop objects smaller than ``min_size`` pixels and number the cells 1..N. Every parameter is
 chosen on validation frames by :func:`choose_instances`, which maximises the measure being

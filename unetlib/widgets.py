@@ -759,6 +759,10 @@ def _foreground_probability(p: Any, where: str) -> np.ndarray:
     return p
 
 
+_EXPLORED_METHODS = {"components": "paper's way: connected components",
+                     "distance": "beyond the paper: distance-transform watershed"}
+
+
 def prediction_explorer(
     source: Any,
     samples: Any,
@@ -766,6 +770,8 @@ def prediction_explorer(
     *,
     threshold: float = 0.5,
     min_size: int = 0,
+    method: str = "components",
+    h: float = 2.0,
     tile: int | None = None,
     batch_size: int = 4,
     tta: bool = False,
@@ -782,13 +788,18 @@ def prediction_explorer(
         samples: the labelled test images (a Dataset, Samples or (image, labels) pairs).
         index, threshold: initial image and threshold.
         min_size: initial value of the ``min_size`` control.
+        method, h: initial instance method (``"components"``, the paper's way, or
+            ``"distance"``, the distance-transform watershed beyond the paper; see
+            :mod:`unetlib.instances`) and the distance watershed's seed height in pixels.
         precompute: get every image's probabilities now (for a model: run it on all images),
             so that changing the image later is as fast as changing the threshold.
 
     Controls: ``index``, ``threshold`` (a pixel is foreground when p > threshold, as in
-    :func:`unetlib.metrics.instance_labels_from_probability`; cells are its 4-connected
-    components) and ``min_size`` (components smaller than this many pixels are dropped, a
-    common post-processing; 0 = none). Picture: the probability with the true contours
+    :func:`unetlib.metrics.instance_labels_from_probability`), ``method`` (cells are its
+    4-connected components, or the foreground split by the distance-transform watershed, both
+    by :func:`unetlib.instances.instances_from_probability`, the function training evaluates
+    with), ``h`` (the watershed's seed height) and ``min_size`` (cells smaller than this many
+    pixels are dropped, a common post-processing; 0 = none). Picture: the probability with the true contours
     (yellow), and the image with true-positive (green), false-positive (red) and false-negative
     (blue) pixels, merged predicted cells outlined in orange and split true cells in magenta.
 
@@ -799,6 +810,7 @@ def prediction_explorer(
     """
     import torch
 
+    from unetlib.instances import InstanceParams, instances_from_probability
     from unetlib.metrics import (
         instance_labels_from_probability,
         iou,
@@ -813,6 +825,10 @@ def prediction_explorer(
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size must be an int >= 0, got {min_size!r}")
+    if method not in _EXPLORED_METHODS:
+        raise ValueError(f"method must be one of {list(_EXPLORED_METHODS)}, got {method!r}")
+    if not 0.5 <= h <= 10.0:
+        raise ValueError(f"h must be in [0.5, 10] pixels, got {h!r}")
     probs: dict[int, np.ndarray] = {}
     if isinstance(source, torch.nn.Module):
         model = source
@@ -850,6 +866,11 @@ def prediction_explorer(
         "index": _dropdown(data.options(), index),
         "threshold": _slider(widgets.FloatSlider, threshold, 0.0, 1.0, 0.01, "threshold", c,
                              ".2f"),
+        "method": widgets.Dropdown(options=[(v, k) for k, v in _EXPLORED_METHODS.items()],
+                                   value=method, description="cells",
+                                   layout=widgets.Layout(width="330px")),
+        "h": _slider(widgets.FloatSlider, float(h), 0.5, 10.0, 0.5, "seed height h (px)", c,
+                     ".1f"),
         "min_size": _slider(widgets.IntSlider, int(min_size), 0, max(int(min_size), 500), 5,
                             "min cell size (px)", c),
     }
@@ -859,7 +880,12 @@ def prediction_explorer(
         i = int(v["index"])
         image, gt, name = data[i]
         p = probability(i)
-        pred = instance_labels_from_probability(p, float(v["threshold"]), int(v["min_size"]))
+        t = float(v["threshold"])
+        if v["method"] == "components" or not 0.0 < t < 1.0:  # nothing to split at 0 or 1
+            pred = instance_labels_from_probability(p, t, int(v["min_size"]))
+        else:
+            pred = instances_from_probability(p, InstanceParams(
+                v["method"], t, h=float(v["h"]), min_size=int(v["min_size"])))
         fg_p, fg_g = pred > 0, gt > 0
         merged_ids, split_ids = split_merge_ids(pred, gt)
         merged = np.isin(pred, merged_ids) if merged_ids.size else np.zeros(p.shape, bool)
@@ -875,7 +901,7 @@ def prediction_explorer(
         xs = _panel_offsets(panels)
         rgb = _label_panels(_hstack(panels), [
             (xs[0], f"probability: {name.rsplit('/', 1)[-1]}"),
-            (xs[1], f"p > {float(v['threshold']):.2f} vs truth"),
+            (xs[1], f"p > {t:.2f}{', split' if v['method'] == 'distance' else ''} vs truth"),
         ])
         counts = split_merge_counts(pred, gt)
         state = {**v, "iou": float(iou(fg_p, fg_g)), "seg": float(seg_measure(pred, gt)), **counts}
