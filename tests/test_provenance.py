@@ -278,3 +278,14 @@ def test_command_line_keeps_other_first_arguments(monkeypatch):
     assert command_line() == "python -c x=1"
     monkeypatch.setattr(sys, "argv", [])
     assert command_line() == "python"
+
+
+def test_pid_alive_tells_a_killed_runs_leftover_from_a_live_one():
+    import subprocess
+
+    from unetlib.provenance import pid_alive
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    assert pid_alive(os.getpid()) and not pid_alive(done.pid)
+    assert pid_alive(0) and pid_alive(-1)  # process groups: never treated as a dead run

@@ -43,7 +43,7 @@ from unetlib.profiles import (
     source_notebook,
     train_fields,
 )
-from unetlib.provenance import hardware, replacing, write_json_atomic
+from unetlib.provenance import hardware, pid_alive, replacing, write_json_atomic
 
 # (source in node_modules, destination under book/_vendor/vendor/)
 VENDORED_ASSETS: tuple[tuple[str, str], ...] = (
@@ -114,15 +114,6 @@ def run_notebook(
     return time.perf_counter() - start
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def _remove_dead_partials(folder: Path) -> list[Path]:
     """Remove the temporary notebooks (``.NAME.PID.XXXX.ipynb``) of runs that were killed
@@ -130,7 +121,7 @@ def _remove_dead_partials(folder: Path) -> list[Path]:
     removed = []
     for path in Path(folder).glob(".*.*.*.ipynb"):
         parts = path.name.split(".")
-        if len(parts) >= 5 and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+        if len(parts) >= 5 and parts[2].isdigit() and not pid_alive(int(parts[2])):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -127,6 +127,21 @@ def replacing(
         raise
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (``os.kill(pid, 0)``): a temporary named by a dead pid
+    (:func:`replacing`) is a killed run's leftover. Unknown counts as alive, and so do 0 and
+    negative numbers, which address process groups, never one process."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..paths import data_root
+from ..provenance import pid_alive
 
 CHUNK = 1 << 20
 
@@ -145,19 +146,6 @@ def sha256_file(path: str | os.PathLike) -> str:
 _TEMP_NAME = re.compile(r"^\.(?P<label>.+)\.(?P<pid>\d{1,10})\.[^.]+\.(?P<kind>part|extracting)$")
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (``os.kill(pid, 0)``, as `unetlib.book` does; that module
-    is not imported here, it pulls in the book's pipeline). Unknown counts as alive."""
-    if pid <= 0:  # 0 and negatives address process groups, never a single fetch
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
 
 def _temp_prefix(label: str) -> str:
     return f".{label}.{os.getpid()}."
@@ -193,7 +181,7 @@ def _remove_abandoned(folder: Path, labels: set[str]) -> list[Path]:
         return removed
     for path in folder.iterdir():
         m = _TEMP_NAME.match(path.name)
-        if m is None or m["label"] not in labels or _pid_alive(int(m["pid"])):
+        if m is None or m["label"] not in labels or pid_alive(int(m["pid"])):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -229,7 +217,7 @@ def _lock_abandoned(content: str) -> bool:
     fields = content.split()
     if len(fields) != 2 or not fields[0].isdigit():
         return False
-    return fields[1] == socket.gethostname() and not _pid_alive(int(fields[0]))
+    return fields[1] == socket.gethostname() and not pid_alive(int(fields[0]))
 
 
 def _read_lock(lock: Path) -> str | None:
