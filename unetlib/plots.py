@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from unetlib.instances import beyond_method
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -187,14 +189,13 @@ def few_images_points(data: Mapping[str, Any]) -> dict[str, dict[str, list]]:
     for arm, summary in data["summaries"].items():
         count, kind = arm.split(" frame", 1)
         kind = kind.split(", ", 1)[1]
-        series = out.setdefault(kind, {"frames": [], "seg_watershed": [], "seg_components": [],
-                                       "iou": []})
+        series = out.setdefault(kind, {"frames": []})
         series["frames"].append(int(count))
-        for key, method, measure in (("seg_watershed", "watershed", "seg"),
-                                     ("seg_components", "components", "seg"),
-                                     ("iou", "components", "iou")):
+        # SEG of every instance method the study scored, and the paper's way's pixel IoU
+        wanted = [(f"seg_{m}", m, "seg") for m in summary] + [("iou", "components", "iou")]
+        for key, method, measure in wanted:
             entry = summary[method][measure]
-            series[key].append((entry["mean"], entry["sd"]))
+            series.setdefault(key, []).append((entry["mean"], entry["sd"]))
     for series in out.values():  # in increasing frame count
         order = sorted(range(len(series["frames"])), key=series["frames"].__getitem__)
         for key in series:
@@ -210,7 +211,9 @@ def plot_few_images(data: Mapping[str, Any]) -> Figure:
     points = few_images_points(data)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.0), dpi=100, sharey=True)
     style = {"augmented": ("tab:green", "o-"), "not augmented": ("tab:orange", "s--")}
-    panels = (("seg_watershed", "SEG, seeded watershed (beyond the paper)"),
+    beyond = beyond_method(next(iter(data["summaries"].values())))
+    name = {"distance": "distance-transform", "watershed": "probability-seeded"}[beyond]
+    panels = ((f"seg_{beyond}", f"SEG, {name} watershed (beyond the paper)"),
               ("seg_components", "SEG, connected components (paper's way)"))
     for ax, (key, title) in zip(axes, panels, strict=True):
         for kind, series in points.items():

@@ -220,12 +220,14 @@ def _mean_sd(entry: Mapping[str, Any]) -> str:
             f"({min(entry['values']):.3f}–{max(entry['values']):.3f})")
 
 
-def describe_few_images(data: Mapping[str, Any], method: str = "watershed") -> str:
-    """Markdown bullets, one per frame count: test SEG (``method``) with and without
-    augmentation over the seeds, their difference, and whether it exceeds the seeds' spread
-    (the two standard deviations added)."""
+def describe_few_images(data: Mapping[str, Any], method: str | None = None) -> str:
+    """Markdown bullets, one per frame count: test SEG (``method``; default the study's method
+    beyond the paper) with and without augmentation over the seeds, their difference, and
+    whether it exceeds the seeds' spread (the two standard deviations added)."""
     from unetlib.plots import few_images_points
 
+    if method is None:
+        method = beyond_method(next(iter(data["summaries"].values())))
     points = few_images_points(data)
     aug, plain = points.get("augmented"), points.get("not augmented")
     if not aug or not plain:
