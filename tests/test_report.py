@@ -409,3 +409,16 @@ def test_few_images_points_are_sorted_by_frames_and_plot():
     assert points["augmented"]["seg_watershed"] == [(0.5, 0.05), (0.6, 0.1)]
     fig = plot_few_images(data)
     assert len(fig.axes) == 2
+
+
+def test_few_images_report_the_distance_watershed_where_the_study_scored_it():
+    from unetlib.plots import few_images_points, plot_few_images
+
+    data = _few({(1, "augmented"): (0.5, 0.05), (1, "not augmented"): (0.2, 0.05)})
+    for summary in data["summaries"].values():
+        summary["distance"] = {"seg": {"mean": 0.7, "sd": 0.01, "values": [0.7]}}
+    assert few_images_points(data)["augmented"]["seg_distance"] == [(0.7, 0.01)]
+    assert describe_few_images(data).startswith("beyond the paper: distance-transform watershed")
+    assert "probability-seeded" in describe_few_images(data, "watershed")
+    fig = plot_few_images(data)
+    assert "distance-transform" in fig.axes[0].get_title()
