@@ -23,7 +23,7 @@ import argparse
 import dataclasses
 import sys
 
-from unetlib.book import parse_override
+from unetlib.book import add_study_arguments
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.profiles import train_config
 from unetlib.provenance import command_line
@@ -46,15 +46,10 @@ QUESTIONS: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", default="quick", help="run profile (default quick)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM",
                    help=f"arms to run (default all: {'; '.join(ARMS)})")
-    p.add_argument("--out-dir", default="runs", help="where runs are kept (default runs)")
-    p.add_argument("--out", default="book/results/ablations.json", help="result JSON")
-    p.add_argument("-p", dest="overrides", action="append", type=parse_override, default=[],
-                   metavar="FIELD=VALUE", help="a further TrainConfig override, as in "
-                   "`python -m unetlib.book run -p` (the tests train a tiny network)")
+    add_study_arguments(p, out="book/results/ablations.json")
     args = p.parse_args(argv)
     base = train_config(args.profile, "03_augmentation_ablation", check_data=True,
                         out_dir=args.out_dir, progress=False, **dict(args.overrides))

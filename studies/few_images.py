@@ -22,7 +22,7 @@ import argparse
 import dataclasses
 import sys
 
-from unetlib.book import parse_override
+from unetlib.book import add_study_arguments
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.profiles import train_config
 from unetlib.provenance import command_line
@@ -38,18 +38,13 @@ def arm_name(frames: int, augmented: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", default="quick", help="run profile (default quick)")
     p.add_argument("--frames", type=int, nargs="+", default=[1, 2, 4, 8],
                    help="numbers of training frames (default 1 2 4 8)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--silver-val", type=int, default=8,
                    help="silver-truth validation frames (default 8)")
-    p.add_argument("--out-dir", default="runs", help="where runs are kept (default runs)")
-    p.add_argument("--out", default="book/results/few_images.json", help="result JSON")
-    p.add_argument("-p", dest="overrides", action="append", type=parse_override, default=[],
-                   metavar="FIELD=VALUE", help="a further TrainConfig override, as in "
-                   "`python -m unetlib.book run -p` (the tests train a tiny network)")
+    add_study_arguments(p, out="book/results/few_images.json")
     args = p.parse_args(argv)
     if any(k < 1 for k in args.frames):
         p.error(f"--frames must be >= 1, got {args.frames}")

@@ -73,6 +73,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def add_study_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The options the study scripts (``studies/``) share: ``--profile``, ``--out-dir`` (where
+    runs are kept), ``--out`` (the result JSON, default ``out``) and ``-p FIELD=VALUE``, a
+    TrainConfig override as in ``python -m unetlib.book run -p``."""
+    parser.add_argument("--profile", default="quick", help="run profile (default quick)")
+    parser.add_argument("--out-dir", default="runs", help="where runs are kept (default runs)")
+    parser.add_argument("--out", default=out, help=f"result JSON (default {out})")
+    parser.add_argument("-p", dest="overrides", action="append", type=parse_override,
+                        default=[], metavar="FIELD=VALUE",
+                        help="a further TrainConfig override, as in `python -m unetlib.book "
+                             "run -p` (the tests train a tiny network)")
+
+
 def declared_parameters(notebook: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged ``parameters``."""
     import papermill as pm
