@@ -370,9 +370,25 @@ def test_index_states_the_committed_headline():
     assert merges in index, f"index.md should say {merges!r}"
     silver = PROJECT_ROOT / "book" / "results" / "silver_truth.json"
     if silver.is_file():
-        seg = json.loads(silver.read_text())["summary"]["watershed"]["seg"]
-        text = f"silver truth, seeded watershed: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
-        assert text in index, f"index.md should say {text!r}"
+        summary = json.loads(silver.read_text())["summary"]
+        for method, label in (("distance", "distance-transform watershed"),
+                              ("watershed", "seeded watershed"), ("components", "paper's way")):
+            seg = summary[method]["seg"]
+            text = f"silver truth, {label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
+            assert text in index, f"index.md should say {text!r}"
+    ablations = PROJECT_ROOT / "book" / "results" / "ablations.json"
+    if ablations.is_file():
+        arms = json.loads(ablations.read_text())["summaries"]
+        full, no_aug, no_w = (arms[a] for a in ("augmentation, w0 = 10 (the paper)",
+                                                "no augmentation", "w0 = 0 (class balance only)"))
+
+        def seg(arm: dict) -> str:
+            return f"{arm['distance']['seg']['mean']:.3f} ± {arm['distance']['seg']['sd']:.3f}"
+
+        for text in (f"from {seg(no_aug)} to {seg(full)}", f"from {seg(no_w)} (w0 = 0) to "
+                     f"{seg(full)}", f"from {no_w['components']['merges']['mean']:.2f} to "
+                     f"{full['components']['merges']['mean']:.2f} per test frame"):
+            assert text in index, f"index.md should say {text!r}"
     # the GPU session's rows and the gold-only validation that silver_val replaced
     expected = {
         "gpu_paper": [("components", "paper's way, GPU: SEG **{mean:.3f}**"),
