@@ -71,3 +71,28 @@ def test_dry_run_runs_every_step(tmp_path):
     assert str(PROJECT_ROOT) not in json.dumps(paper) + json.dumps(quick)
     assert (tmp_path / "bench_elastic_cpu.json").is_file()
     assert (tmp_path / "bench_model_cpu.json").is_file()
+    # the probabilities come back instead of the weights, and score a method added later
+    import numpy as np
+
+    probs = np.load(tmp_path / "gpu_probabilities_gpu_quick_long.npz")
+    assert probs["seed 0|test"].dtype == np.uint16
+    assert list(probs["seed 0|test|names"]) == run["frames"]["test"]
+    old = json.loads((tmp_path / "gpu_quick_long.json").read_text())
+    trimmed = json.loads(json.dumps(old))
+    del trimmed["instances"]["seed 0"]["distance"]
+    (tmp_path / "gpu_quick_long.json").write_text(json.dumps(trimmed))
+    assert gpu_session.main(["--rescore", str(tmp_path)]) == 0
+    new = load_results(tmp_path)["gpu_quick_long"]
+    assert new["rescored"]["methods"] == ["components", "watershed", "distance"]
+    for method in ("components", "distance"):  # probabilities kept to 1/65535: same choice
+        assert new["instances"]["seed 0"][method]["params"] == \
+            old["instances"]["seed 0"][method]["params"]
+        assert new["instances"]["seed 0"][method]["metrics"]["seg"] == pytest.approx(
+            old["instances"]["seed 0"][method]["metrics"]["seg"], abs=0.02)
+    assert new["summary"]["distance"]["seeds"] == 1
+    # probabilities of other frames than the run's are refused, naming the file
+    arrays = dict(probs)
+    arrays["seed 0|val|names"] = arrays["seed 0|val|names"][::-1].copy()
+    np.savez_compressed(tmp_path / "gpu_probabilities_gpu_quick_long.npz", **arrays)
+    with pytest.raises(ValueError, match="gpu_probabilities_gpu_quick_long.npz"):
+        gpu_session.rescore(tmp_path)

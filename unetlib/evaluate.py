@@ -138,6 +138,14 @@ def evaluate_model(model: nn.Module, config: Any, val_images, val_labels, test_i
     choice's effect is on record)."""
     val_probs = predict_frames(model, val_images, config) if len(val_images) else None
     test_probs = predict_frames(model, test_images, config)
+    return evaluate_probabilities(val_probs, val_labels, test_probs, test_labels, config)
+
+
+def evaluate_probabilities(val_probs: Sequence[np.ndarray] | None, val_labels,
+                           test_probs: Sequence[np.ndarray], test_labels,
+                           config: Any) -> dict[str, Any]:
+    """:func:`evaluate_model` from probabilities already predicted (a GPU session's, brought
+    back): the same choice on the validation frames and the same test scores."""
     challenge = config.dataset == "isbi2012"
     chosen = choose_all(val_probs, val_labels, config)
     out: dict[str, Any] = {}
