@@ -385,6 +385,18 @@ def test_index_states_the_committed_headline():
         def seg(arm: dict) -> str:
             return f"{arm['distance']['seg']['mean']:.3f} ± {arm['distance']['seg']['sd']:.3f}"
 
+        few_path = PROJECT_ROOT / "book" / "results" / "few_images.json"
+        if few_path.is_file():
+            few = json.loads(few_path.read_text())["summaries"]
+
+            def few_seg(k: int, kind: str) -> float:
+                arm = few[f"{k} frame{'s' if k > 1 else ''}, {kind}"]
+                return arm["distance"]["seg"]["mean"]
+
+            gain = {k: few_seg(k, "augmented") - few_seg(k, "not augmented") for k in (1, 2, 4, 8)}
+            for text in (f"with 1 training frame it adds {gain[1]:+.3f}",
+                         f"with 2, {gain[2]:+.3f}", f"{gain[4]:+.3f} and {gain[8]:+.3f}"):
+                assert text in index, f"index.md should say {text!r}"
         for text in (f"from {seg(no_aug)} to {seg(full)}", f"from {seg(no_w)} (w0 = 0) to "
                      f"{seg(full)}", f"from {no_w['components']['merges']['mean']:.2f} to "
                      f"{full['components']['merges']['mean']:.2f} per test frame"):

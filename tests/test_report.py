@@ -345,7 +345,8 @@ def test_describe_budget_curve_names_the_best_step_and_the_differences():
     text = describe_budget_curve(curve, config)
     assert "step 400: test SEG 0.700 (seeded watershed) and 0.500 (paper's way)" in text
     # rows that have the distance-transform watershed report it, chosen by its own val SEG
-    for row, d in zip(rows, ({"val_seg": 0.9, "seg": 0.8}, {"val_seg": 0.6, "seg": 0.75})):
+    for row, d in zip(rows, ({"val_seg": 0.9, "seg": 0.8}, {"val_seg": 0.6, "seg": 0.75}),
+                      strict=True):
         row["distance"] = d
     assert ("step 200: test SEG 0.800 (distance watershed) and 0.300 (paper's way)"
             in describe_budget_curve(curve, config))

@@ -220,9 +220,9 @@ def choose_instances(
     frames: never pass test frames here), and the scan: one row per grid point with its SEG.
 
     Ties go to the smallest ``min_size``, then the threshold nearest 0.5, then the lowest seed
-    level or ``h``, so that the choice is reproducible. The watershed for a (threshold, seed) pair is
-    computed once per frame, and one overlap table with the reference scores every ``min_size``
-    (:func:`seg_jaccards_by_min_size`).
+    level or ``h``, so that the choice is reproducible. Each method's labels for a grid point
+    (without the size filter) are computed once per frame, and one overlap table with the
+    reference scores every ``min_size`` (:func:`seg_jaccards_by_min_size`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

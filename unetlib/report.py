@@ -14,8 +14,8 @@ from unetlib.provenance import write_json_atomic
 
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
-               "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth", "few_images",
-               "gpu_quick_long", "gpu_paper")
+               "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
+               "few_images", "gpu_quick_long", "gpu_paper")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error", "threshold")
 
@@ -376,10 +376,10 @@ def _single(value: float | None) -> dict[str, Any] | None:
 def answer_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """Markdown, one row per experiment arm: SEG the paper's way and beyond the paper (the
     distance-transform watershed, or the probability-seeded one in results scored before it
-    existed; the cell names which), pixel IoU and merges per frame, as mean ± sd (range) over the seeds that
-    ran, beside the paper's SEG and the Keras reproduction's pixel IoU. Uses the experiments'
-    ``summary`` (one arm) or ``summaries`` (an ablation's arms); a result without them (one run
-    per arm, an older file) gives one row per run."""
+    existed; the cell names which), pixel IoU and merges per frame, as mean ± sd (range) over the
+    seeds that ran, beside the paper's SEG and the Keras reproduction's pixel IoU. Uses the
+    experiments' ``summary`` (one arm) or ``summaries`` (an ablation's arms); a result without
+    them (one run per arm, an older file) gives one row per run."""
     head = ("| experiment | data set | seeds | SEG, paper's way | SEG beyond the paper (method) | "
             "pixel IoU | merges / frame |\n|---|---|---|---|---|---|---|")
     lines = [head]

@@ -799,9 +799,10 @@ def prediction_explorer(
     4-connected components, or the foreground split by the distance-transform watershed, both
     by :func:`unetlib.instances.instances_from_probability`, the function training evaluates
     with), ``h`` (the watershed's seed height) and ``min_size`` (cells smaller than this many
-    pixels are dropped, a common post-processing; 0 = none). Picture: the probability with the true contours
-    (yellow), and the image with true-positive (green), false-positive (red) and false-negative
-    (blue) pixels, merged predicted cells outlined in orange and split true cells in magenta.
+    pixels are dropped, a common post-processing; 0 = none). Picture: the probability with the
+    true contours (yellow), and the image with true-positive (green), false-positive (red) and
+    false-negative (blue) pixels, merged predicted cells outlined in orange and split true cells
+    in magenta.
 
     ``state``: control values, ``iou``, ``seg``, and the counts of
     :func:`unetlib.metrics.split_merge_counts` (``n_gt``, ``n_pred``, ``matched``, ``splits``,
