@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 import unetlib.config as C
 import unetlib.evaluate as E
 import unetlib.train as T
+from unetlib.instances import METHODS
 from unetlib.model import load_checkpoint
 
 TINY = dict(dataset="synthetic", image_size=64, n_train=4, n_test=2, depth=2, base_channels=4,
@@ -165,8 +166,8 @@ def test_instance_parameters_come_from_validation_seg_only(tmp_path, monkeypatch
     r = T.train(tiny(tmp_path, tune_threshold=True))
     n_val = len(r["frames"]["val"])
     # validation frames only, never the test frames, once per method
-    assert [(m, n) for m, n, _ in seen] == [("components", n_val), ("watershed", n_val)]
-    for method in ("components", "watershed"):
+    assert [(m, n) for m, n, _ in seen] == [(m, n_val) for m in I.METHODS]
+    for method in I.METHODS:
         rec = r["instances"][method]
         assert rec["chosen_on"] == "validation"
         best = max(row["seg"] for row in rec["scan"])
@@ -184,11 +185,11 @@ def test_select_by_val_seg_keeps_the_checkpoint_with_the_best_validation_seg(tmp
     r = T.train(tiny(tmp_path, select_by="val_seg", steps=6, eval_every=2, tune_threshold=True))
     rows = r["history"]
     for row in rows:
-        assert row["val_seg"] == max(row["val_seg_components"], row["val_seg_watershed"])
+        assert row["val_seg"] == max(row[f"val_seg_{m}"] for m in METHODS)
     best = max(rows, key=lambda row: (row["val_seg"], -row["step"]))  # first of the best
     assert r["best_step"] == best["step"]
     # the restored weights score that validation SEG again at the end
-    chosen = max(r["instances"]["components"]["val_seg"], r["instances"]["watershed"]["val_seg"])
+    chosen = max(r["instances"][m]["val_seg"] for m in METHODS)
     assert chosen == pytest.approx(best["val_seg"])
 
 

@@ -66,7 +66,7 @@ class TrainConfig:
     # session); 0 = no limit. Where it stops depends on the machine's speed: the result says so
     time_limit: float = 0.0
     # which evaluation's weights are kept: the lowest validation loss (the Keras reproduction),
-    # or the best validation SEG of either instance method ("val_seg"; scores instances, so it
+    # or the best validation SEG of any instance method ("val_seg"; scores instances, so it
     # needs instance labels; beyond the paper)
     select_by: str = "val_loss"
     # evaluation (unetlib.evaluate, unetlib.instances)

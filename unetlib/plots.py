@@ -204,8 +204,9 @@ def few_images_points(data: Mapping[str, Any]) -> dict[str, dict[str, list]]:
 
 
 def plot_few_images(data: Mapping[str, Any]) -> Figure:
-    """Test SEG (both instance methods) and pixel IoU against the number of training frames,
-    with and without augmentation: mean and standard deviation over the seeds."""
+    """Test SEG (the beyond-the-paper instance method and the paper's way) against the number
+    of training frames, with and without augmentation: mean and standard deviation over the
+    seeds."""
     import matplotlib.pyplot as plt
 
     points = few_images_points(data)
@@ -336,7 +337,7 @@ def plot_architecture(model, input_size: int, title: str | None = None) -> Figur
 
 
 def plot_budget_curve(curve: Mapping[str, Any]) -> Figure:
-    """Test SEG of both instance methods and pixel IoU against training steps, from one run's
+    """Test SEG of every instance method scored and pixel IoU against training steps, from one run's
     checkpoints (``studies/budget_curve.py``); parameters chosen on validation at each step."""
     import matplotlib.pyplot as plt
 

@@ -82,7 +82,7 @@ _QUICK_TRAIN = {
     # one 608 x 608 tile covers a 512 x 512 frame with its 44-pixel margins: 3x faster than
     # 256-pixel tiles on CPU, the same network
     "input_tile": 608,
-    # threshold, seed level and smallest object of both instance methods chosen by validation
+    # threshold, seed level or h and smallest object of every instance method chosen by validation
     # SEG; the test frames never take part
     "tune_threshold": True,
     # beyond the paper: 8 silver-truth frames of sequence 01 (time points without gold truth)
