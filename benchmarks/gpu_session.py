@@ -146,7 +146,7 @@ def rescore(folder: Path) -> list[Path]:
     import numpy as np
 
     from unetlib.config import config_from
-    from unetlib.evaluate import evaluate_probabilities
+    from unetlib.evaluate import evaluate_probabilities, paper_way_fields
     from unetlib.instances import METHODS
     from unetlib.provenance import command_line, hardware, write_json_atomic
     from unetlib.report import seed_summary
@@ -173,10 +173,10 @@ def rescore(folder: Path) -> list[Path]:
             instances = evaluate_probabilities(
                 split_probs["val"], [np.asarray(s.labels) for s in val_s], split_probs["test"],
                 [np.asarray(s.labels) for s in test_s], config)
+            paper_way = paper_way_fields(instances)
             data["instances"][run] = instances
-            data["metrics"][run] = instances["components"]["metrics"]
-            data["thresholds"][run] = {"value": instances["components"]["params"]["threshold"],
-                                       "chosen_on": instances["components"]["chosen_on"]}
+            data["metrics"][run] = paper_way["metrics"]
+            data["thresholds"][run] = paper_way["threshold"]
         data["summary"] = seed_summary({run: {"instances": inst}
                                         for run, inst in data["instances"].items()})
         data["rescored"] = {"methods": list(METHODS), "from": probs_path.name,

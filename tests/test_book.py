@@ -427,8 +427,18 @@ def test_committed_book_names_no_path_of_the_machine_that_made_it():
     files = [*(PROJECT_ROOT / "book").glob("*.ipynb"), *(PROJECT_ROOT / "book").glob("*.md"),
              *(PROJECT_ROOT / "book" / "results").glob("*.json"),
              *(PROJECT_ROOT / "benchmarks" / "results").glob("*.json")]
+    def text(path):  # a notebook without its embedded pictures, whose base64 bytes mean nothing
+        if path.suffix != ".ipynb":
+            return path.read_text()
+        nb = json.loads(path.read_text())
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                out["data"] = {k: v for k, v in out.get("data", {}).items()
+                               if not k.startswith("image/")}
+        return json.dumps(nb)
+
     offenders = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}..." for f in files
-                 for m in [pattern.search(f.read_text())] if m]
+                 for m in [pattern.search(text(f))] if m]
     assert not offenders, offenders
 
 

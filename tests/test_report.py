@@ -423,3 +423,30 @@ def test_few_images_report_the_distance_watershed_where_the_study_scored_it():
     assert "probability-seeded" in describe_few_images(data, "watershed")
     fig = plot_few_images(data)
     assert "distance-transform" in fig.axes[0].get_title()
+
+
+def test_study_result_is_the_chapters_own_or_none(tmp_path):
+    from unetlib.report import study_result
+
+    (tmp_path / "ablations.json").write_text(json.dumps({"dataset": "DIC-C2DH-HeLa",
+                                                         "profile": "quick"}))
+    assert study_result("ablations", "DIC-C2DH-HeLa", "quick", tmp_path)["profile"] == "quick"
+    assert study_result("ablations", "DIC-C2DH-HeLa", results_dir=tmp_path) is not None
+    assert study_result("ablations", "isbi2012", results_dir=tmp_path) is None  # another set
+    assert study_result("ablations", "DIC-C2DH-HeLa", "paper", tmp_path) is None
+    assert study_result("few_images", "DIC-C2DH-HeLa", results_dir=tmp_path) is None  # absent
+    (tmp_path / "few_images.json").write_text('{"dataset": ')
+    with pytest.raises(ValueError, match="few_images.json: not valid JSON"):
+        study_result("few_images", "DIC-C2DH-HeLa", results_dir=tmp_path)
+
+
+def test_instance_metrics_name_each_method_the_run_was_scored_with():
+    from unetlib.report import instance_metrics
+
+    run = {"instances": {m: {"metrics": {"seg": s}} for m, s in
+                         (("components", 0.2), ("watershed", 0.4), ("distance", 0.7))}}
+    rows = instance_metrics(run, "seed 0")
+    assert list(rows) == ["seed 0, paper's way", "seed 0, distance-transform watershed",
+                          "seed 0, probability-seeded watershed"]
+    del run["instances"]["distance"]  # scored before the distance watershed existed
+    assert list(instance_metrics(run, "x")) == ["x, paper's way", "x, probability-seeded watershed"]

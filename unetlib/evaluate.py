@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from unetlib import metrics as M
-from unetlib.instances import METHODS, InstanceParams, choose_instances
+from unetlib.instances import METHOD_NAMES, METHODS, InstanceParams, choose_instances
 
 # the pixel and instance scores copied into a record of what the fixed threshold would have given
 SUMMARY_KEYS: tuple[str, ...] = ("iou", "f1", "pixel_error", "seg", "splits", "merges")
@@ -161,6 +161,15 @@ def evaluate_probabilities(val_probs: Sequence[np.ndarray] | None, val_labels,
     return out
 
 
+def paper_way_fields(instances: dict[str, Any]) -> dict[str, Any]:
+    """The fields a run's result gives the paper's way (connected components) at its top level:
+    ``metrics``, ``per_image`` and the ``threshold`` it used with how it was chosen."""
+    paper_way = instances["components"]
+    return {"metrics": paper_way["metrics"], "per_image": paper_way["per_image"],
+            "threshold": {"value": paper_way["params"]["threshold"],
+                          "chosen_on": paper_way["chosen_on"]}}
+
+
 # ------------------------------------------------------------------------------------------------
 # reading a run's record
 
@@ -175,10 +184,9 @@ def describe_instances(result: dict) -> str:
     chosen, and the test SEG it gave."""
     inst = result["instances"]
     lines = []
-    labels = (("components", "Paper's way"),
-              ("distance", "Beyond the paper, distance-transform watershed"),
-              ("watershed", "Beyond the paper, probability-seeded watershed"))
-    for method, label in labels:
+    labels = {m: "Paper's way" if m == "components" else f"Beyond the paper, {name}"
+              for m, name in METHOD_NAMES.items()}
+    for method, label in labels.items():
         if method not in inst:  # results scored before the method existed
             continue
         rec = inst[method]

@@ -47,6 +47,11 @@ from unetlib.metrics import (
 
 METHODS: tuple[str, ...] = ("components", "watershed", "distance")
 
+# what the book calls each method (report, plots, explorers); the paper's way first
+METHOD_NAMES: dict[str, str] = {"components": "connected components",
+                                "distance": "distance-transform watershed",
+                                "watershed": "probability-seeded watershed"}
+
 # the instance method the book reports beyond the paper (beside the paper's "components"); result
 # files written before it existed report "watershed" (see :func:`beyond_method`)
 BEYOND_PAPER = "distance"

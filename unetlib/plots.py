@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from unetlib.instances import beyond_method
+from unetlib.instances import METHOD_NAMES, beyond_method
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -213,8 +213,7 @@ def plot_few_images(data: Mapping[str, Any]) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.0), dpi=100, sharey=True)
     style = {"augmented": ("tab:green", "o-"), "not augmented": ("tab:orange", "s--")}
     beyond = beyond_method(next(iter(data["summaries"].values())))
-    name = {"distance": "distance-transform", "watershed": "probability-seeded"}[beyond]
-    panels = ((f"seg_{beyond}", f"SEG, {name} watershed (beyond the paper)"),
+    panels = ((f"seg_{beyond}", f"SEG, {METHOD_NAMES[beyond]} (beyond the paper)"),
               ("seg_components", "SEG, connected components (paper's way)"))
     for ax, (key, title) in zip(axes, panels, strict=True):
         for kind, series in points.items():
@@ -337,18 +336,19 @@ def plot_architecture(model, input_size: int, title: str | None = None) -> Figur
 
 
 def plot_budget_curve(curve: Mapping[str, Any]) -> Figure:
-    """Test SEG of every instance method scored and pixel IoU against training steps, from one run's
-    checkpoints (``studies/budget_curve.py``); parameters chosen on validation at each step."""
+    """Test SEG of every instance method scored and pixel IoU against training steps, from one
+    run's checkpoints (``studies/budget_curve.py``); parameters chosen on validation at each
+    step."""
     import matplotlib.pyplot as plt
 
     rows = curve["rows"]
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=100)
-    if "distance" in rows[0]:
-        ax.plot(steps, [r["distance"]["seg"] for r in rows], "D-", color="tab:purple",
-                label="SEG, distance-transform watershed (beyond the paper)")
-    ax.plot(steps, [r["watershed"]["seg"] for r in rows], "o-", color="tab:green",
-            label="SEG, probability-seeded watershed (beyond the paper)")
+    beyond = (("distance", "D-", "tab:purple"), ("watershed", "o-", "tab:green"))
+    for method, style, color in beyond:
+        if method in rows[0]:
+            ax.plot(steps, [r[method]["seg"] for r in rows], style, color=color,
+                    label=f"SEG, {METHOD_NAMES[method]} (beyond the paper)")
     ax.plot(steps, [r["components"]["seg"] for r in rows], "s-", color="tab:blue",
             label="SEG, connected components (paper's way)")
     ax.plot(steps, [r["components"]["iou"] for r in rows], "^--", color="0.5",

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from unetlib.instances import beyond_method
+from unetlib.instances import METHOD_NAMES, beyond_method
 from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metrics
 from unetlib.provenance import write_json_atomic
 
@@ -31,6 +31,34 @@ def load_results(results_dir: str | os.PathLike = "results") -> dict[str, dict[s
             except ValueError as err:
                 raise ValueError(f"{path}: not valid JSON ({err})") from None
     return out
+
+
+def study_result(name: str, dataset: str, profile: str | None = None,
+                 results_dir: str | os.PathLike = "results") -> dict[str, Any] | None:
+    """The result file ``results_dir/<name>.json`` of a study a chapter shows when it is there
+    (a budget curve, an ablation, a GPU session), or None when it is absent or was made for
+    another data set (or, with ``profile``, another profile). Invalid JSON is an error naming
+    the file, not an absent study."""
+    path = Path(results_dir) / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if data.get("dataset") != dataset or (profile is not None and data.get("profile") != profile):
+        return None
+    return data
+
+
+def instance_metrics(result: Mapping[str, Any], prefix: str) -> dict[str, dict[str, Any]]:
+    """A run's test metrics by instance method, as rows of :func:`unetlib.plots.metrics_table`:
+    ``"<prefix>, paper's way"`` then each method beyond the paper the run was scored with."""
+    rows = {f"{prefix}, paper's way": result["instances"]["components"]["metrics"]}
+    rows.update({f"{prefix}, {name}": result["instances"][m]["metrics"]
+                 for m, name in METHOD_NAMES.items()
+                 if m != "components" and m in result["instances"]})
+    return rows
 
 
 def _published_rows(datasets: set[str]) -> dict[str, dict[str, Any]]:
@@ -185,9 +213,8 @@ def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
     return write_json_atomic(path, data)
 
 
-METHOD_LABELS = {"components": "paper's way: connected components",
-                 "distance": "beyond the paper: distance-transform watershed",
-                 "watershed": "beyond the paper: probability-seeded watershed"}
+METHOD_LABELS = {m: ("paper's way" if m == "components" else "beyond the paper") + f": {name}"
+                 for m, name in METHOD_NAMES.items()}
 
 # how the results table names the beyond-the-paper method of a row
 _BEYOND_SHORT = {"distance": "distance ws", "watershed": "seeded ws"}
@@ -236,14 +263,11 @@ def describe_few_images(data: Mapping[str, Any], method: str | None = None) -> s
     by_frames = {f: v for f, v in zip(plain["frames"], plain[key], strict=True)}
     lines = []
     for frames, (m_a, s_a) in zip(aug["frames"], aug[key], strict=True):
-        if frames not in by_frames:
-            continue
-        m_p, s_p = by_frames[frames]
-        diff = m_a - m_p
-        verdict = ("larger than" if abs(diff) > s_a + s_p else "within")
-        lines.append(f"- {frames} frame{'s' if frames != 1 else ''}: SEG {m_a:.3f} ± {s_a:.3f} "
-                     f"augmented, {m_p:.3f} ± {s_p:.3f} not; difference {diff:+.3f}, {verdict} "
-                     f"the seeds' spread ({s_a + s_p:.3f})")
+        if frames in by_frames:
+            m_p, s_p = by_frames[frames]
+            lines.append(_effect(f"{frames} frame{'s' if frames != 1 else ''}: SEG",
+                                 {"mean": m_a, "sd": s_a}, {"mean": m_p, "sd": s_p},
+                                 ("augmented", "not")))
     seeds = len(data.get("seeds", [])) or "?"
     return (f"{METHOD_LABELS[method]}, {seeds} seeds, {data.get('steps', '?')} steps a run:\n\n"
             + "\n".join(lines))
@@ -251,11 +275,11 @@ def describe_few_images(data: Mapping[str, Any], method: str | None = None) -> s
 
 def _effect(label: str, a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str],
             digits: int = 3) -> str:
-    """One bullet: a measure's mean ± sd in two arms, their difference and whether it exceeds
-    the seeds' spread (the two standard deviations added)."""
+    """One bullet, ``label`` then a measure's mean ± sd in two arms (``names``), their difference
+    and whether it exceeds the seeds' spread (the two standard deviations added)."""
     diff, spread = a["mean"] - b["mean"], a["sd"] + b["sd"]
     verdict = "larger than" if abs(diff) > spread else "within"
-    return (f"- {label}: {a['mean']:.{digits}f} ± {a['sd']:.{digits}f} {names[0]}, "
+    return (f"- {label} {a['mean']:.{digits}f} ± {a['sd']:.{digits}f} {names[0]}, "
             f"{b['mean']:.{digits}f} ± {b['sd']:.{digits}f} {names[1]}; difference "
             f"{diff:+.{digits}f}, {verdict} the seeds' spread ({spread:.{digits}f})")
 
@@ -273,13 +297,13 @@ def describe_ablation(data: Mapping[str, Any], page: str) -> str:
     lines = [f"{a['components']['seeds']} seeds an arm, {_steps(data)} steps a run, on "
              f"{data['hardware']['cpu']} ({data['hardware']['cpu_count']} cores); "
              f"`{data['command']}`:", ""]
-    lines.append(_effect("SEG, paper's way", a["components"]["seg"], b["components"]["seg"],
+    lines.append(_effect("SEG, paper's way:", a["components"]["seg"], b["components"]["seg"],
                          names))
-    lines.append(_effect(f"SEG, {METHOD_LABELS[beyond]}", a[beyond]["seg"], b[beyond]["seg"],
+    lines.append(_effect(f"SEG, {METHOD_LABELS[beyond]}:", a[beyond]["seg"], b[beyond]["seg"],
                          names))
-    lines.append(_effect("pixel IoU (paper's way)", a["components"]["iou"],
+    lines.append(_effect("pixel IoU (paper's way):", a["components"]["iou"],
                          b["components"]["iou"], names))
-    lines.append(_effect("merged cells per frame (paper's way)", a["components"]["merges"],
+    lines.append(_effect("merged cells per frame (paper's way):", a["components"]["merges"],
                          b["components"]["merges"], names, digits=2))
     return "\n".join(lines)
 

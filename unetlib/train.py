@@ -39,7 +39,13 @@ import torch.distributed as dist
 from torch import nn
 
 from unetlib.config import AUGMENT_PARTS, TrainConfig, augment_parts, parser
-from unetlib.evaluate import evaluate_model, predict_frames, validation_scores, validation_seg
+from unetlib.evaluate import (
+    evaluate_model,
+    paper_way_fields,
+    predict_frames,
+    validation_scores,
+    validation_seg,
+)
 from unetlib.instances import METHODS
 from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
 from unetlib.losses import center_crop
@@ -382,11 +388,7 @@ def _rescored(config: TrainConfig, run_dir: Path, cached: dict[str, Any]) -> dic
     instances = evaluate_model(model, config, [s.image for s in val_s],
                                [np.asarray(s.labels) for s in val_s], [s.image for s in test_s],
                                [np.asarray(s.labels) for s in test_s])
-    paper_way = instances["components"]
-    cached.update(instances=instances, metrics=paper_way["metrics"],
-                  per_image=paper_way["per_image"],
-                  threshold={"value": paper_way["params"]["threshold"],
-                             "chosen_on": paper_way["chosen_on"]},
+    cached.update(instances=instances, **paper_way_fields(instances),
                   rescored={"methods": list(METHODS), "hardware": hardware(torch.device("cpu")),
                             "command": command_line()})
     cached.pop("reused", None)
@@ -627,7 +629,6 @@ def _result(run: _Run, progress: _Progress, splits: tuple[list, list, list],
     paper's instance method and of all (``instances``), times, hardware and command."""
     config = run.config
     train_s, val_s, test_s = splits
-    paper_way = instances["components"]
     return {
         "run": config.run_name(),
         "config": _config_dict(config, comparable=True),
@@ -639,11 +640,8 @@ def _result(run: _Run, progress: _Progress, splits: tuple[list, list, list],
         "steps_done": progress.step,
         "stopped_early": progress.stopped_early,
         "stopped_by": progress.stopped_by,
-        "metrics": paper_way["metrics"],
-        "threshold": {"value": paper_way["params"]["threshold"],
-                      "chosen_on": paper_way["chosen_on"]},
+        **paper_way_fields(instances),  # metrics, per_image, threshold
         "instances": instances,
-        "per_image": paper_way["per_image"],
         "train_seconds": round(progress.train_seconds, 1),
         "wall_seconds": round(wall_seconds, 1),
         "world_size": run.world,

@@ -759,8 +759,11 @@ def _foreground_probability(p: Any, where: str) -> np.ndarray:
     return p
 
 
-_EXPLORED_METHODS = {"components": "paper's way: connected components",
-                     "distance": "beyond the paper: distance-transform watershed"}
+def _explored_methods() -> dict[str, str]:
+    from unetlib.instances import METHOD_NAMES
+
+    return {"components": f"paper's way: {METHOD_NAMES['components']}",
+            "distance": f"beyond the paper: {METHOD_NAMES['distance']}"}
 
 
 def prediction_explorer(
@@ -826,8 +829,9 @@ def prediction_explorer(
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size must be an int >= 0, got {min_size!r}")
-    if method not in _EXPLORED_METHODS:
-        raise ValueError(f"method must be one of {list(_EXPLORED_METHODS)}, got {method!r}")
+    explored = _explored_methods()
+    if method not in explored:
+        raise ValueError(f"method must be one of {list(explored)}, got {method!r}")
     if not 0.5 <= h <= 10.0:
         raise ValueError(f"h must be in [0.5, 10] pixels, got {h!r}")
     probs: dict[int, np.ndarray] = {}
@@ -867,7 +871,7 @@ def prediction_explorer(
         "index": _dropdown(data.options(), index),
         "threshold": _slider(widgets.FloatSlider, threshold, 0.0, 1.0, 0.01, "threshold", c,
                              ".2f"),
-        "method": widgets.Dropdown(options=[(v, k) for k, v in _EXPLORED_METHODS.items()],
+        "method": widgets.Dropdown(options=[(v, k) for k, v in explored.items()],
                                    value=method, description="cells",
                                    layout=widgets.Layout(width="330px")),
         "h": _slider(widgets.FloatSlider, float(h), 0.5, 10.0, 0.5, "seed height h (px)", c,
