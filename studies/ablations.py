@@ -19,16 +19,9 @@ and a rerun reuses the trained runs.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import sys
 
-from unetlib.book import add_study_arguments
-from unetlib.interrupt import sigterm_as_interrupt
-from unetlib.profiles import train_config
-from unetlib.provenance import command_line
-from unetlib.report import record_experiment, seed_summary
-from unetlib.train import train
+from unetlib.book import run_arm_study
 
 # arm -> the options in which it differs from the chapters' configuration
 ARMS: dict[str, dict] = {
@@ -45,32 +38,8 @@ QUESTIONS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM",
-                   help=f"arms to run (default all: {'; '.join(ARMS)})")
-    add_study_arguments(p, out="book/results/ablations.json")
-    args = p.parse_args(argv)
-    base = train_config(args.profile, "03_augmentation_ablation", check_data=True,
-                        out_dir=args.out_dir, progress=False, **dict(args.overrides))
-    runs: dict[str, dict] = {}
-    summaries: dict[str, dict] = {}
-    with sigterm_as_interrupt():
-        for arm in args.arms:
-            arm_runs = {}
-            for seed in args.seeds:
-                config = dataclasses.replace(base, seed=seed, **ARMS[arm])
-                result = arm_runs[f"{arm}, seed {seed}"] = train(config)
-                segs = ", ".join(f"{m} {r['metrics']['seg']:.3f}"
-                                 for m, r in result["instances"].items() if "metrics" in r)
-                print(f"{arm}, seed {seed}: SEG {segs}", flush=True)
-            runs.update(arm_runs)
-            summaries[arm] = seed_summary(arm_runs)
-            record_experiment(args.out, "ablations", args.profile, runs, command=command_line(),
-                              summaries=summaries, seeds=args.seeds,
-                              questions={k: list(v) for k, v in QUESTIONS.items()})
-    print(f"wrote {args.out}")
-    return 0
+    return run_arm_study(__doc__.split("\n\n")[0], "ablations", ARMS, QUESTIONS,
+                         "book/results/ablations.json", argv)
 
 
 if __name__ == "__main__":

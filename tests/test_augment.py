@@ -59,7 +59,7 @@ def test_flip_only_equals_torch_flip():
     image, labels, weights = _batch()
     aug = Augment(shift=False, rotation=False, elastic=False, gray=False)
     out, lab, wmap = _run(aug, 3, image, labels, weights)
-    flips = aug._draw(N, torch.Generator().manual_seed(3))["flip"]
+    flips = aug._draw(N, torch.Generator().manual_seed(3), H, W)["flip"]
     for i in range(N):
         dims = [d for d in range(2) if flips[i, d]]
         torch.testing.assert_close(out[i], image[i].flip([d + 1 for d in dims]), atol=2e-6, rtol=0)
@@ -88,6 +88,32 @@ def test_switching_a_part_off_keeps_the_other_draws():
     assert not torch.equal(no_elastic[1], full[1])
 
 
+def test_gaussian_field_is_deform_gaussian_field_with_the_last_draw_and_keeps_the_others():
+    """With only the elastic part on, Augment's Gaussian field is
+    :func:`unetlib.elastic.deform_gaussian_field` (mirror borders) on the noise drawn after the
+    other parts' numbers, which stay those of the B-spline field's calls."""
+    from unetlib.elastic import deform_gaussian_field
+
+    image, labels, weights = _batch()
+    only = {"flip": False, "shift": False, "rotation": False, "gray": False}
+    aug = Augment(**only, elastic_field="gaussian", elastic_alpha=300.0, elastic_smooth=6.0)
+    out = _run(aug, 5, image, labels, weights)
+    g = torch.Generator().manual_seed(5)
+    Augment(**only)._draw(N, g, H, W)  # the other parts' draws come first
+    noise = torch.rand((N, 2, H, W), generator=g, dtype=torch.float64) * 2 - 1
+    ref = deform_gaussian_field([image, labels[:, None], weights[:, None]], 300.0, 6.0,
+                                order=[3, 0, 1], mode="mirror", noise=noise)
+    torch.testing.assert_close(out[0], ref[0], rtol=0, atol=1e-6)
+    assert torch.equal(out[1], ref[1][:, 0]) and out[1].dtype == labels.dtype
+    torch.testing.assert_close(out[2], ref[2][:, 0], rtol=0, atol=1e-5)
+    assert not torch.equal(out[0], image)
+    # the other parts see the same numbers whichever field is chosen
+    rest = {"elastic": False}
+    a = _run(Augment(**rest), 3, image, labels, weights)
+    b = _run(Augment(**rest, elastic_field="gaussian"), 3, image, labels, weights)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 def test_gray_only_changes_values_not_geometry():
     image, _, _ = _batch()
     aug = Augment(flip=False, shift=False, rotation=False, elastic=False)
@@ -104,6 +130,9 @@ def test_gray_only_changes_values_not_geometry():
         {"elastic_sigma": -1.0},
         {"max_rotation": float("nan")},
         {"elastic_points": 0},
+        {"elastic_field": "simard"},
+        {"elastic_alpha": -3.0},
+        {"elastic_smooth": float("inf")},
     ],
 )
 def test_bad_arguments_raise(kwargs):

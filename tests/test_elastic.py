@@ -315,3 +315,82 @@ def test_mirror_padding_is_the_tiling_one():
         assert torch.equal(el._mirror_pad(x, *pads), mirror_pad(x, *pads)), pads
     labels = x > 20
     assert torch.equal(el._mirror_pad(labels, 2, 2, 2, 2), mirror_pad(labels, 2, 2, 2, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# the Simard-style Gaussian field (beyond the paper, for the elastic comparison)
+
+
+@pytest.mark.parametrize("shape,sigma,crop", [((40, 57), 3.0, None), ((64, 64), 10.0, None),
+                                              ((31, 90), 20.0, (slice(4, 25), slice(10, 80))),
+                                              ((12, 9), 0.7, None)])
+def test_gaussian_field_is_scipys_constant_mode_gaussian_filter(shape, sigma, crop):
+    from scipy.ndimage import gaussian_filter
+
+    from unetlib.elastic import gaussian_field
+
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-1, 1, (3, 2) + shape)
+    field = gaussian_field(torch.from_numpy(noise), alpha=37.0, sigma=sigma, crop=crop)
+    ref = 37.0 * np.stack([[gaussian_filter(c, sigma, mode="constant", truncate=4.0) for c in n]
+                           for n in noise])
+    if crop is not None:
+        ref = ref[..., crop[0], crop[1]]
+    np.testing.assert_allclose(field.numpy(), ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_gaussian_field_deformation_is_scipy_map_coordinates_inside_the_image(order):
+    """Inside the image every mode agrees; there the warp is scipy's spline interpolation at
+    ``x + d(x)`` (mirror prefilter), to float64 rounding."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    from unetlib.elastic import deform_gaussian_field
+
+    rng = np.random.default_rng(1)
+    h, w = 48, 40
+    x = rng.random((h, w))
+    noise = rng.uniform(-1, 1, (2, h, w))
+    alpha, sigma = 60.0, 4.0
+    out = deform_gaussian_field(torch.from_numpy(x), alpha, sigma, order=order, mode="mirror",
+                                noise=torch.from_numpy(noise)).numpy()
+    d = [alpha * gaussian_filter(c, sigma, mode="constant", truncate=4.0) for c in noise]
+    gy, gx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    cy, cx = gy + d[0], gx + d[1]
+    ref = map_coordinates(x, [cy, cx], order=order, mode="mirror")
+    inside = (cy >= 0) & (cy <= h - 1) & (cx >= 0) & (cx <= w - 1)
+    assert inside.mean() > 0.8 and np.abs(d).max() > 2  # a real deformation, mostly inside
+    np.testing.assert_allclose(out[inside], ref[inside], rtol=0, atol=1e-9)
+
+
+def test_gaussian_field_batch_labels_and_seeding():
+    from unetlib.elastic import deform_gaussian_field
+
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.random((3, 1, 30, 34)).astype(np.float32))
+    lab = torch.from_numpy(rng.integers(0, 5, (3, 1, 30, 34)).astype(np.int32))
+    a = deform_gaussian_field([x, lab], 200.0, 5.0, order=[3, 0], mode="mirror",
+                              generator=torch.Generator().manual_seed(4))
+    b = deform_gaussian_field([x, lab], 200.0, 5.0, order=[3, 0], mode="mirror",
+                              generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert a[1].dtype == torch.int32 and set(a[1].unique().tolist()) <= set(range(5))
+    assert not torch.equal(a[0][0], a[0][1])  # one field per sample
+    noise = torch.rand((3, 2, 30, 34), generator=torch.Generator().manual_seed(4),
+                       dtype=torch.float64) * 2 - 1
+    for i in range(3):  # a batch is its samples one by one
+        one = deform_gaussian_field(x[i, 0], 200.0, 5.0, mode="mirror", noise=noise[i])
+        torch.testing.assert_close(one, a[0][i, 0], rtol=0, atol=1e-6)
+    same = deform_gaussian_field(x, 0.0, 5.0, mode="mirror")
+    torch.testing.assert_close(same, x, rtol=0, atol=1e-6)  # alpha = 0 is the identity
+
+
+@pytest.mark.parametrize("kwargs, message", [({"alpha": -1.0}, "alpha"),
+                                             ({"sigma": float("nan")}, "sigma"),
+                                             ({"noise": torch.zeros(2, 5, 5)}, "noise"),
+                                             ({"order": 2}, "order")])
+def test_gaussian_field_bad_input_names_the_argument(kwargs, message):
+    from unetlib.elastic import deform_gaussian_field
+
+    with pytest.raises(ValueError, match=message):
+        deform_gaussian_field(torch.zeros(8, 9), **kwargs)

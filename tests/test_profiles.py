@@ -106,7 +106,8 @@ def test_every_train_config_field_can_be_overridden(field):
         value = "x"
     choices = {"padding": "same", "loss": "bce_dice", "optimizer": "adam", "lr_schedule": "poly",
                "up_mode": "bilinear", "truth": "silver", "augment": "none", "dataset": "isbi2012",
-               "device": "cpu", "out_dir": "elsewhere", "select_by": "val_seg"}
+               "device": "cpu", "out_dir": "elsewhere", "select_by": "val_seg",
+               "elastic_field": "gaussian"}
     value = choices.get(field, value)
     params = parameters("smoke", "02_train", {field: value})
     assert getattr(train_config("smoke", "02_train", **params["overrides"]), field) == value
@@ -117,6 +118,8 @@ def test_every_train_config_field_can_be_overridden(field):
     ({"optimizer": "adamw"}, "optimizer"), ({"input_tile": 388, "depth": 5,
                                              "padding": "valid"}, "input_tile"),
     ({"seed_threshold": 1.5}, "seed_threshold"), ({"truth": "bronze"}, "truth"),
+    ({"elastic_field": "simard"}, "elastic_field"), ({"elastic_alpha": -1.0}, "elastic_alpha"),
+    ({"elastic_smooth": float("nan")}, "elastic_smooth"),
 ])
 def test_bad_overrides_are_errors_naming_the_option(overrides, named):
     with pytest.raises(ValueError, match=named):

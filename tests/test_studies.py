@@ -13,6 +13,8 @@ from unetlib.report import load_results
 sys.path.insert(0, str(PROJECT_ROOT / "studies"))
 import ablations  # noqa: E402
 import few_images  # noqa: E402
+import recipes  # noqa: E402
+import tta  # noqa: E402
 
 HELA = (data_root() / "DIC-C2DH-HeLa").is_dir()
 TINY = ["-p", "image_size=64", "-p", "depth=2", "-p", "base_channels=4", "-p", "input_tile=512",
@@ -79,4 +81,57 @@ def test_ablations_refuse_an_unknown_arm(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ablations.main(["--arms", "no weights", "--out", str(tmp_path / "x.json")])
     assert "--arms" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_recipes_train_every_row_in_its_own_options_and_score_them_alike(tmp_path):
+    from unetlib.report import describe_arms
+
+    out = tmp_path / "recipes.json"
+    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
+            "-p", "steps=2", "-p", "silver_val=0", *TINY]
+    assert recipes.main(argv) == 0
+    data = load_results(tmp_path)["recipes"]
+    assert set(data["summaries"]) == set(recipes.ARMS) == set(data["arms"])
+    configs = {name.rsplit(", seed", 1)[0]: r["config"] for name, r in data["runs"].items()}
+    quick = configs[recipes.QUICK]
+    for arm, options in recipes.ARMS.items():
+        differ = {k for k in configs[arm] if configs[arm][k] != quick[k]}
+        assert differ == {k for k, v in options.items() if quick[k] != v}, arm
+        # every row is scored the same way: same test frames, every instance method
+        assert set(data["instances"][f"{arm}, seed 0"]) >= {"components", "distance"}
+    assert configs["the paper's recipe"]["padding"] == "valid"
+    assert configs["Simard-style elastic field"]["elastic_field"] == "gaussian"
+    frames = {tuple(r["frames"]["test"]) for r in data["runs"].values()}
+    assert len(frames) == 1
+    for question, arms in recipes.QUESTIONS.items():
+        text = describe_arms(data, question)
+        assert all(arm in text for arm in arms) and "the seeds' spread" in text
+    assert str(tmp_path) not in json.dumps(data["command"])
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_tta_scores_one_trained_run_both_ways_without_retraining(tmp_path):
+    out = tmp_path / "tta_hela.json"
+    argv = ["--page", "02_train", "--seeds", "0", "--out-dir", str(tmp_path / "runs"),
+            "--out", str(out), "-p", "steps=2", "-p", "silver_val=0", *TINY]
+    assert tta.main(argv) == 0
+    data = load_results(tmp_path)["tta_hela"]
+    assert set(data["summaries"]) == set(tta.ARMS.values())
+    runs = data["runs"]
+    assert {r["config"]["tta"] for r in runs.values()} == {False, True}
+    assert len({r["run"] for r in runs.values()}) == 1  # one trained run, scored twice
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    assert all(s > 0 for s in data["eval_seconds"].values())
+    assert data["page"] == "02_train"
+    mtime = out.stat().st_mtime_ns
+    assert tta.main(argv) == 0  # a rerun reuses the run (nothing new trained)
+    assert len(list((tmp_path / "runs").iterdir())) == 1 and out.stat().st_mtime_ns >= mtime
+
+
+def test_tta_refuses_an_unknown_page(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tta.main(["--page", "02_trian", "--out", str(tmp_path / "x.json")])
+    assert "--page" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

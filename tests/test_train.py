@@ -78,6 +78,13 @@ def test_key_ignores_presentation_but_not_results(tmp_path):
     assert a.key() == tiny(tmp_path, progress=True, out_dir="elsewhere", reuse=False).key()
     assert a.key() != tiny(tmp_path, w0=0.0).key()
     assert a.key() != tiny(tmp_path, seed=4).key()
+    # the Gaussian field's options count only with that field; runs of the paper's field keep
+    # the keys they had before the option existed
+    assert a.key() == tiny(tmp_path, elastic_alpha=5.0, elastic_smooth=3.0).key()
+    simard = tiny(tmp_path, elastic_field="gaussian")
+    assert a.key() != simard.key() != tiny(tmp_path, elastic_field="gaussian",
+                                          elastic_alpha=5.0).key()
+    assert simard.key() != tiny(tmp_path, elastic_field="gaussian", elastic_smooth=3.0).key()
 
 
 def test_config_from_takes_known_names_only():

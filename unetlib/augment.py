@@ -22,6 +22,8 @@ from torch import Tensor, nn
 
 from unetlib.elastic import MODES, _warp
 
+FIELDS = ("bspline", "gaussian")
+
 __all__ = ["Augment"]
 
 
@@ -33,7 +35,10 @@ class Augment(nn.Module):
         ``c = R F (x + d(x) - m) + m + s``
 
     where ``d`` is the elastic field (``elastic_points`` x ``elastic_points`` control grid,
-    displacements ~ N(0, ``elastic_sigma``^2) px, cubic B-spline, corners included), ``m`` the
+    displacements ~ N(0, ``elastic_sigma``^2) px, cubic B-spline, corners included; or, with
+    ``elastic_field="gaussian"``, beyond the paper, Simard et al.'s per-pixel noise U(-1, 1)
+    smoothed by a Gaussian of ``elastic_smooth`` px and scaled by ``elastic_alpha``, see
+    :func:`unetlib.elastic.deform_gaussian_field`), ``m`` the
     image centre, ``F`` a random flip of each axis (p = 0.5), ``R`` a rotation by an angle
     ~ U(-``max_rotation``, ``max_rotation``) degrees and ``s`` a shift ~ U(-``max_shift``,
     ``max_shift``) px per axis. Borders are mirrored (``mode="mirror"``), as the paper mirrors
@@ -46,7 +51,9 @@ class Augment(nn.Module):
     ``b ~ U(-brightness, brightness)`` (in image units).
 
     Every call draws the same random numbers in the same order whatever parts are switched off,
-    so an ablation that disables one part leaves the draws of the others unchanged. Draws use
+    so an ablation that disables one part leaves the draws of the others unchanged (the Gaussian
+    field's noise, one number per pixel, is drawn last, so the other draws are those of the
+    B-spline field's calls). Draws use
     ``generator`` (forward argument) or the module's own generator seeded with ``seed``, on that
     generator's device (CPU by default), in float64; results are then deterministic per seed.
 
@@ -56,6 +63,10 @@ class Augment(nn.Module):
         max_rotation: rotation range in degrees (180 = any angle).
         elastic_sigma: standard deviation of the control displacements in pixels (paper: 10).
         elastic_points: control points per axis (paper: 3).
+        elastic_field: ``"bspline"`` (the paper's coarse grid) or ``"gaussian"`` (Simard's
+            smoothed per-pixel field, beyond the paper).
+        elastic_alpha, elastic_smooth: the Gaussian field's scale and smoothing in pixels (the
+            defaults give the paper's field's root-mean-square displacement on 256-px crops).
         gamma, contrast, brightness: gray-value ranges (see above).
         mode: border handling for all three tensors (see :data:`unetlib.elastic.MODES`).
         seed: seed of the module's generator (``None``: ``torch.initial_seed()``-based default).
@@ -74,6 +85,9 @@ class Augment(nn.Module):
         max_rotation: float = 180.0,
         elastic_sigma: float = 10.0,
         elastic_points: int = 3,
+        elastic_field: str = "bspline",
+        elastic_alpha: float = 1000.0,
+        elastic_smooth: float = 20.0,
         gamma: float = 0.2,
         contrast: float = 0.1,
         brightness: float = 0.1,
@@ -88,18 +102,24 @@ class Augment(nn.Module):
             ("max_shift", max_shift),
             ("max_rotation", max_rotation),
             ("elastic_sigma", elastic_sigma),
+            ("elastic_alpha", elastic_alpha),
+            ("elastic_smooth", elastic_smooth),
             ("gamma", gamma),
             ("contrast", contrast),
             ("brightness", brightness),
         ):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
+        if elastic_field not in FIELDS:
+            raise ValueError(f"elastic_field: expected one of {FIELDS}, got {elastic_field!r}")
         if not isinstance(elastic_points, int) or elastic_points < 1:
             raise ValueError(f"elastic_points: expected an int >= 1, got {elastic_points!r}")
         self.flip, self.shift, self.rotation = flip, shift, rotation
         self.elastic, self.gray = elastic, gray
         self.max_shift, self.max_rotation = float(max_shift), float(max_rotation)
         self.elastic_sigma, self.elastic_points = float(elastic_sigma), elastic_points
+        self.elastic_field = elastic_field
+        self.elastic_alpha, self.elastic_smooth = float(elastic_alpha), float(elastic_smooth)
         self.gamma, self.contrast, self.brightness = (
             float(gamma),
             float(contrast),
@@ -112,13 +132,15 @@ class Augment(nn.Module):
 
     def extra_repr(self) -> str:
         parts = [n for n in ("flip", "shift", "rotation", "elastic", "gray") if getattr(self, n)]
-        return f"parts={parts}, elastic_sigma={self.elastic_sigma}, mode={self.mode!r}"
+        field = (f"elastic_sigma={self.elastic_sigma}" if self.elastic_field == "bspline" else
+                 f"gaussian field alpha={self.elastic_alpha}, smooth={self.elastic_smooth}")
+        return f"parts={parts}, {field}, mode={self.mode!r}"
 
-    def _draw(self, n: int, g: torch.Generator) -> dict[str, Tensor]:
+    def _draw(self, n: int, g: torch.Generator, h: int, w: int) -> dict[str, Tensor]:
         """All random numbers of one call, in a fixed order (see the class docstring)."""
         kw = {"generator": g, "dtype": torch.float64, "device": g.device}
         p = self.elastic_points
-        return {
+        r = {
             "flip": torch.rand((n, 2), **kw) < 0.5,
             "shift": (torch.rand((n, 2), **kw) * 2 - 1) * self.max_shift,
             "angle": (torch.rand((n,), **kw) * 2 - 1) * math.radians(self.max_rotation),
@@ -127,6 +149,9 @@ class Augment(nn.Module):
             "contrast": 1 + (torch.rand((n,), **kw) * 2 - 1) * self.contrast,
             "brightness": (torch.rand((n,), **kw) * 2 - 1) * self.brightness,
         }
+        if self.elastic_field == "gaussian":
+            r["noise"] = (torch.rand((n, 2, h, w), **kw) * 2 - 1) * self.elastic_alpha
+        return r
 
     def forward(
         self,
@@ -163,7 +188,7 @@ class Augment(nn.Module):
             raise TypeError(f"weights: expected a floating point tensor, got {weights.dtype}")
 
         dev = image.device
-        r = {k: v.to(dev) for k, v in self._draw(n, generator or self.generator).items()}
+        r = {k: v.to(dev) for k, v in self._draw(n, generator or self.generator, h, w).items()}
 
         xs, orders = [image], [3]
         if labels is not None:
@@ -173,10 +198,17 @@ class Augment(nn.Module):
             xs.append(weights[:, None])
             orders.append(1)
         if self.flip or self.shift or self.rotation or self.elastic:
-            disp = r["elastic"] if self.elastic else torch.zeros_like(r["elastic"][:, :, :1, :1])
+            smooth = None
+            if not self.elastic:
+                disp = torch.zeros_like(r["elastic"][:, :, :1, :1])
+            elif self.elastic_field == "gaussian":
+                disp, smooth = r["noise"], self.elastic_smooth
+            else:
+                disp = r["elastic"]
             affine = self._affine(r, h, w)
             k = len(xs)
-            xs = _warp(xs, disp, orders, [self.mode] * k, [0.0] * k, None, affine, self.compiled)
+            xs = _warp(xs, disp, orders, [self.mode] * k, [0.0] * k, None, affine, self.compiled,
+                       smooth=smooth)
 
         out = xs[0]
         if self.gray:

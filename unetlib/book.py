@@ -85,6 +85,52 @@ def add_study_arguments(parser: argparse.ArgumentParser, out: str) -> None:
                              "run -p` (the tests train a tiny network)")
 
 
+def run_arm_study(description: str, experiment: str, arms: dict[str, dict[str, Any]],
+                  questions: dict[str, tuple[str, ...]], out: str,
+                  argv: list[str] | None = None, page: str = "03_augmentation_ablation") -> int:
+    """The loop of the arm studies (``studies/ablations.py``, ``studies/recipes.py``): each arm
+    is the training page ``page``'s configuration under ``--profile`` with the arm's options
+    replaced, trained with every seed (reused from ``--out-dir`` when trained before) and scored
+    the same way; the result JSON (``record_experiment`` layout, one summary per arm in
+    ``summaries``, ``questions`` naming which arms answer what) is rewritten after each arm, so an
+    interrupted study keeps what it finished."""
+    import dataclasses
+
+    from unetlib.profiles import train_config
+    from unetlib.provenance import command_line
+    from unetlib.report import record_experiment, seed_summary
+    from unetlib.train import train
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (0 1 2)")
+    p.add_argument("--arms", nargs="+", default=list(arms), choices=list(arms), metavar="ARM",
+                   help=f"arms to run (default all: {'; '.join(arms)})")
+    add_study_arguments(p, out=out)
+    args = p.parse_args(argv)
+    base = train_config(args.profile, page, check_data=True, out_dir=args.out_dir,
+                        progress=False, **dict(args.overrides))
+    configs = {arm: dataclasses.replace(base, **arms[arm]) for arm in args.arms}  # checked first
+    runs: dict[str, dict] = {}
+    summaries: dict[str, dict] = {}
+    with sigterm_as_interrupt():
+        for arm in args.arms:
+            arm_runs = {}
+            for seed in args.seeds:
+                result = arm_runs[f"{arm}, seed {seed}"] = train(
+                    dataclasses.replace(configs[arm], seed=seed))
+                segs = ", ".join(f"{m} {r['metrics']['seg']:.3f}"
+                                 for m, r in result["instances"].items() if "metrics" in r)
+                print(f"{arm}, seed {seed}: SEG {segs}", flush=True)
+            runs.update(arm_runs)
+            summaries[arm] = seed_summary(arm_runs)
+            record_experiment(args.out, experiment, args.profile, runs, command=command_line(),
+                              summaries=summaries, seeds=args.seeds,
+                              arms={a: arms[a] for a in summaries},
+                              questions={k: list(v) for k, v in questions.items()})
+    print(f"wrote {args.out}")
+    return 0
+
+
 def declared_parameters(notebook: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged ``parameters``."""
     import papermill as pm

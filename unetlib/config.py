@@ -51,6 +51,12 @@ class TrainConfig:
     augment: str = "all"
     elastic_sigma: float = 10.0  # std (pixels) of the random grid displacements (paper: 10)
     elastic_points: int = 3  # control points per axis of the coarse grid (paper: 3 x 3)
+    # "bspline" (the paper's coarse grid) or "gaussian": Simard et al.'s (2003) per-pixel noise
+    # smoothed by a Gaussian of elastic_smooth px, scaled by elastic_alpha (beyond the paper; the
+    # defaults match the paper's field's root-mean-square displacement on 256-px crops, ~8 px)
+    elastic_field: str = "bspline"
+    elastic_alpha: float = 1000.0
+    elastic_smooth: float = 20.0
     # optimisation
     optimizer: str = "sgd"  # "sgd" (paper), "nesterov" (Keras reproduction), "adam" (AMSGrad)
     lr: float = 0.01  # learning rate (the paper gives none)
@@ -101,6 +107,7 @@ class TrainConfig:
             "up_mode": ("transpose", "bilinear"),
             "truth": ("gold", "silver"),
             "select_by": ("val_loss", "val_seg"),
+            "elastic_field": ("bspline", "gaussian"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -121,6 +128,10 @@ class TrainConfig:
         if self.silver_val and self.truth != "gold":
             raise ValueError("silver_val adds silver frames to a gold protocol's validation; with "
                              f"truth={self.truth!r} the silver frames are the training frames")
+        for name in ("elastic_sigma", "elastic_alpha", "elastic_smooth"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.time_limit < 0:
             raise ValueError(f"time_limit must be >= 0 seconds, got {self.time_limit!r}")
         if not 0.0 <= self.ema < 1.0:
@@ -144,6 +155,8 @@ class TrainConfig:
         for name in ("time_limit", "silver_val"):  # runs made before these options keep their keys
             if not getattr(self, name):
                 skip.add(name)
+        if self.elastic_field == "bspline":  # so do runs with the paper's field
+            skip.update({"elastic_field", "elastic_alpha", "elastic_smooth"})
         spec = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
 

@@ -15,7 +15,7 @@ from unetlib.provenance import write_json_atomic
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
-               "few_images", "gpu_quick_long", "gpu_paper")
+               "few_images", "recipes", "tta_em", "tta_hela", "gpu_quick_long", "gpu_paper")
 COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
            "isbi_warping_error", "isbi_pixel_error", "threshold")
 
@@ -294,9 +294,7 @@ def describe_ablation(data: Mapping[str, Any], page: str) -> str:
         return "_the study has not run both arms yet_"
     names = (f"with {first}", f"with {second}")
     beyond = beyond_method(a)
-    lines = [f"{a['components']['seeds']} seeds an arm, {_steps(data)} steps a run, on "
-             f"{data['hardware']['cpu']} ({data['hardware']['cpu_count']} cores); "
-             f"`{data['command']}`:", ""]
+    lines = [_study_header(data, a), ""]
     lines.append(_effect("SEG, paper's way:", a["components"]["seg"], b["components"]["seg"],
                          names))
     lines.append(_effect(f"SEG, {METHOD_LABELS[beyond]}:", a[beyond]["seg"], b[beyond]["seg"],
@@ -308,9 +306,46 @@ def describe_ablation(data: Mapping[str, Any], page: str) -> str:
     return "\n".join(lines)
 
 
-def _steps(data: Mapping[str, Any]) -> str:
-    steps = {r.get("steps_done") for r in data["runs"].values()}
+def _study_header(data: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+    return (f"{summary['components']['seeds']} seeds an arm, {_steps(data)} steps a run, on "
+            f"{data['hardware']['cpu']} ({data['hardware']['cpu_count']} cores); "
+            f"`{data['command']}`:")
+
+
+def _steps(data: Mapping[str, Any], arm: str | None = None) -> str:
+    steps = {r.get("steps_done") for name, r in data["runs"].items()
+             if arm is None or name.rsplit(", seed", 1)[0] == arm}
     return "/".join(str(s) for s in sorted(x for x in steps if x is not None)) or "?"
+
+
+def describe_arms(data: Mapping[str, Any], question: str) -> str:
+    """Markdown: the answer of an arm study (``studies/recipes.py``) to one of its ``questions``:
+    a table of the question's arms (test SEG the paper's way and beyond it, pixel IoU, merges
+    and splits per frame, mean ± sd (range) over the seeds, and the steps each ran), then for
+    every arm after the first its SEG both ways against the first arm's, set against the seeds'
+    spread."""
+    arms = [a for a in data["questions"][question] if a in data["summaries"]]
+    if len(arms) < 2:
+        return "_the study has not run these arms yet_"
+    summaries = data["summaries"]
+    first = summaries[arms[0]]
+    beyond = beyond_method(first)
+    lines = [_study_header(data, first), "",
+             f"| arm | steps | SEG, paper's way | SEG, {METHOD_LABELS[beyond]} | pixel IoU | "
+             "merges / frame | splits / frame |", "|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        a = summaries[arm]
+        lines.append(f"| {arm} | {_steps(data, arm)} | {_mean_sd(a['components']['seg'])} | "
+                     f"{_mean_sd(a[beyond]['seg'])} | {_mean_sd(a['components']['iou'])} | "
+                     f"{a['components']['merges']['mean']:.2f} | "
+                     f"{a['components']['splits']['mean']:.2f} |")
+    lines.append("")
+    for arm in arms[1:]:
+        a = summaries[arm]
+        for method, label in (("components", "paper's way"), (beyond, METHOD_LABELS[beyond])):
+            lines.append(_effect(f"SEG ({label}):", a[method]["seg"], first[method]["seg"],
+                                 (f"with {arm}", f"with {arms[0]}")))
+    return "\n".join(lines)
 
 
 _NOT_OPTIONS = ("out_dir", "resume", "reuse", "progress", "keep_checkpoints", "extra")

@@ -308,7 +308,9 @@ def _augmenter(config: TrainConfig) -> nn.Module | None:
     from unetlib.augment import Augment
 
     return Augment(**{part: part in parts for part in AUGMENT_PARTS},
-                   elastic_sigma=config.elastic_sigma, elastic_points=config.elastic_points)
+                   elastic_sigma=config.elastic_sigma, elastic_points=config.elastic_points,
+                   elastic_field=config.elastic_field, elastic_alpha=config.elastic_alpha,
+                   elastic_smooth=config.elastic_smooth)
 
 
 @dataclass
