@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                  for arm in ARMS.values()}
     record_experiment(args.out, experiment, args.profile, runs, command=command_line(),
                       summaries=summaries, seeds=args.seeds, page=args.page,
+                      questions={"tta": list(ARMS.values())},
                       eval_seconds={k: r["wall_seconds"] for k, r in runs.items()})
     print(f"wrote {args.out}")
     return 0

@@ -450,3 +450,39 @@ def test_instance_metrics_name_each_method_the_run_was_scored_with():
                           "seed 0, probability-seeded watershed"]
     del run["instances"]["distance"]  # scored before the distance watershed existed
     assert list(instance_metrics(run, "x")) == ["x, paper's way", "x, probability-seeded watershed"]
+
+
+def _arm_runs(values: dict[str, list[float]], isbi: bool = False) -> dict[str, dict]:
+    runs = {}
+    for arm, segs in values.items():
+        for seed, v in enumerate(segs):
+            metrics = {"seg": v, "iou": v, "merges": 1.0, "splits": 0.5}
+            if isbi:
+                metrics["isbi_rand_error"] = 1 - v
+            runs[f"{arm}, seed {seed}"] = {
+                "instances": {m: {"metrics": metrics} for m in ("components", "distance")},
+                "steps_done": 7}
+    return runs
+
+
+@pytest.mark.parametrize("isbi", [False, True])
+def test_describe_arms_sets_every_arm_against_the_first_and_the_spread(isbi):
+    from unetlib.report import describe_arms, seed_summary
+
+    values = {"base": [0.70, 0.72, 0.74], "far": [0.40, 0.41, 0.42], "near": [0.71, 0.73, 0.76]}
+    runs = _arm_runs(values, isbi)
+    summaries = {arm: seed_summary({k: r for k, r in runs.items() if k.startswith(arm + ",")})
+                 for arm in values}
+    data = {"runs": runs, "summaries": summaries, "command": "python studies/x.py",
+            "hardware": {"cpu": "AMD EPYC", "cpu_count": 2},
+            "questions": {"q": ["base", "far", "near"], "missing": ["base", "absent"]}}
+    text = describe_arms(data, "q")
+    lines = text.splitlines()
+    assert lines[0].startswith("3 seeds an arm, 7 steps a run")
+    far = [ln for ln in lines if ln.startswith("- ") and "with far" in ln]
+    near = [ln for ln in lines if ln.startswith("- ") and "with near" in ln]
+    assert far and all("larger than the seeds' spread" in ln for ln in far)
+    assert near and all("within the seeds' spread" in ln for ln in near)
+    assert "| far | 7 | 0.410 ± 0.010 (0.400–0.420) |" in text
+    assert ("Rand error" in text) == isbi
+    assert describe_arms(data, "missing") == "_the study has not run these arms yet_"

@@ -125,6 +125,10 @@ def test_tta_scores_one_trained_run_both_ways_without_retraining(tmp_path):
     assert len(list((tmp_path / "runs").iterdir())) == 1
     assert all(s > 0 for s in data["eval_seconds"].values())
     assert data["page"] == "02_train"
+    from unetlib.report import describe_arms
+
+    assert "8-fold TTA" in describe_arms(data, "tta") and "Rand error" not in describe_arms(
+        data, "tta")  # the challenge's scores belong to the EM stack only
     mtime = out.stat().st_mtime_ns
     assert tta.main(argv) == 0  # a rerun reuses the run (nothing new trained)
     assert len(list((tmp_path / "runs").iterdir())) == 1 and out.stat().st_mtime_ns >= mtime

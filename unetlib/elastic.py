@@ -574,6 +574,18 @@ def _per_input(value: Any, n: int, name: str) -> list:
     return [value] * n
 
 
+def _sampling(order: Any, mode: Any, cval: Any, k: int) -> tuple[list, list, list]:
+    """``order``, ``mode`` and ``cval`` as one value per input of ``k``, checked."""
+    orders, modes = _per_input(order, k, "order"), _per_input(mode, k, "mode")
+    for o in orders:
+        if o not in ORDERS:
+            raise ValueError(f"order: expected one of {ORDERS}, got {o!r}")
+    for m in modes:
+        if m not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {m!r}")
+    return orders, modes, _per_input(cval, k, "cval")
+
+
 def _compute_dtype(x: Tensor) -> torch.dtype:
     if x.dtype in (torch.float32, torch.float64):
         return x.dtype
@@ -775,16 +787,7 @@ def deform_grid(
         and come back as CPU tensors).
     """
     xs, is_list, two_d = _as_inputs(X)
-    k = len(xs)
-    orders = _per_input(order, k, "order")
-    modes = _per_input(mode, k, "mode")
-    cvals = _per_input(cval, k, "cval")
-    for o in orders:
-        if o not in ORDERS:
-            raise ValueError(f"order: expected one of {ORDERS}, got {o!r}")
-    for m in modes:
-        if m not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {m!r}")
+    orders, modes, cvals = _sampling(order, mode, cval, len(xs))
     n = xs[0].shape[0]
     disp = _as_displacement(displacement, xs[0].device)
     if disp.shape[0] not in (1, n):
@@ -882,15 +885,7 @@ def deform_gaussian_field(
     is made on ``generator``'s device, CPU by default, in float64)."""
     _check_gaussian(alpha, sigma)
     xs, is_list, two_d = _as_inputs(X)
-    k = len(xs)
-    orders, modes = _per_input(order, k, "order"), _per_input(mode, k, "mode")
-    cvals = _per_input(cval, k, "cval")
-    for o in orders:
-        if o not in ORDERS:
-            raise ValueError(f"order: expected one of {ORDERS}, got {o!r}")
-    for m in modes:
-        if m not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {m!r}")
+    orders, modes, cvals = _sampling(order, mode, cval, len(xs))
     n, _, h, w = xs[0].shape
     if noise is None:
         gdev = generator.device if generator is not None else torch.device("cpu")

@@ -220,6 +220,12 @@ METHOD_LABELS = {m: ("paper's way" if m == "components" else "beyond the paper")
 _BEYOND_SHORT = {"distance": "distance ws", "watershed": "seeded ws"}
 
 
+# the ISBI 2012 challenge's scores of the probability map (unetlib.metrics.isbi_scores)
+ISBI_ERRORS: dict[str, str] = {"isbi_rand_error": "Rand error", "isbi_info_error":
+                               "information error", "isbi_warping_error": "warping error",
+                               "isbi_pixel_error": "pixel error"}
+
+
 def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Over the runs of several seeds: for each instance method the test SEG, pixel IoU, merges
     and splits of every seed, their mean and sample standard deviation (0 for one seed)."""
@@ -232,7 +238,8 @@ def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
         if not recs:
             continue
         entry: dict[str, Any] = {"seeds": len(recs)}
-        for key in ("seg", "iou", "merges", "splits"):
+        challenge = [k for k in ISBI_ERRORS if all(k in m for m in recs)]  # the EM stack
+        for key in ("seg", "iou", "merges", "splits", *challenge):
             values = [float(m[key]) for m in recs]
             entry[key] = {"values": values, "mean": float(np.mean(values)),
                           "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
@@ -240,11 +247,12 @@ def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
     return out
 
 
-def _mean_sd(entry: Mapping[str, Any]) -> str:
+def _mean_sd(entry: Mapping[str, Any], digits: int = 3) -> str:
+    f = f".{digits}f"
     if len(entry["values"]) == 1:
-        return f"{entry['mean']:.3f}"
-    return (f"{entry['mean']:.3f} ± {entry['sd']:.3f} "
-            f"({min(entry['values']):.3f}–{max(entry['values']):.3f})")
+        return format(entry["mean"], f)
+    return (f"{entry['mean']:{f}} ± {entry['sd']:{f}} "
+            f"({min(entry['values']):{f}}–{max(entry['values']):{f}})")
 
 
 def describe_few_images(data: Mapping[str, Any], method: str | None = None) -> str:
@@ -339,12 +347,22 @@ def describe_arms(data: Mapping[str, Any], question: str) -> str:
                      f"{_mean_sd(a[beyond]['seg'])} | {_mean_sd(a['components']['iou'])} | "
                      f"{a['components']['merges']['mean']:.2f} | "
                      f"{a['components']['splits']['mean']:.2f} |")
+    challenge = [k for k in ISBI_ERRORS if all(k in summaries[a]["components"] for a in arms)]
+    if challenge:  # the EM stack: the challenge's scores of the probability map
+        lines += ["", "| arm | " + " | ".join(ISBI_ERRORS[k] for k in challenge) + " |",
+                  "|---|" + "---|" * len(challenge)]
+        lines += [f"| {arm} | " + " | ".join(_mean_sd(summaries[arm]["components"][k], 4)
+                                             for k in challenge) + " |" for arm in arms]
     lines.append("")
     for arm in arms[1:]:
         a = summaries[arm]
+        names = (f"with {arm}", f"with {arms[0]}")
         for method, label in (("components", "paper's way"), (beyond, METHOD_LABELS[beyond])):
             lines.append(_effect(f"SEG ({label}):", a[method]["seg"], first[method]["seg"],
-                                 (f"with {arm}", f"with {arms[0]}")))
+                                 names))
+        for k in challenge:
+            lines.append(_effect(f"{ISBI_ERRORS[k]}:", a["components"][k],
+                                 first["components"][k], names, digits=4))
     return "\n".join(lines)
 
 

@@ -113,25 +113,21 @@ def _thick_edges(mask: np.ndarray) -> np.ndarray:
     return e
 
 
-def _hstack(panels: Sequence[np.ndarray], gap: int = _GAP) -> np.ndarray:
-    h = max(p.shape[0] for p in panels)
-    w = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
-    out = np.full((h, w, 3), 255, dtype=np.uint8)
-    x = 0
+def _stack(panels: Sequence[np.ndarray], axis: int, gap: int = _GAP) -> np.ndarray:
+    """RGB panels side by side (``axis=1``) or one above the other (``axis=0``), ``gap`` white
+    pixels between them, aligned to the top left."""
+    across = 1 - axis
+    size = [0, 0]
+    size[axis] = sum(p.shape[axis] for p in panels) + gap * (len(panels) - 1)
+    size[across] = max(p.shape[across] for p in panels)
+    out = np.full((*size, 3), 255, dtype=np.uint8)
+    at = 0
     for p in panels:
-        out[: p.shape[0], x : x + p.shape[1]] = p
-        x += p.shape[1] + gap
-    return out
-
-
-def _vstack(rows: Sequence[np.ndarray], gap: int = _GAP) -> np.ndarray:
-    w = max(r.shape[1] for r in rows)
-    h = sum(r.shape[0] for r in rows) + gap * (len(rows) - 1)
-    out = np.full((h, w, 3), 255, dtype=np.uint8)
-    y = 0
-    for r in rows:
-        out[y : y + r.shape[0], : r.shape[1]] = r
-        y += r.shape[0] + gap
+        if axis == 1:
+            out[: p.shape[0], at : at + p.shape[1]] = p
+        else:
+            out[at : at + p.shape[0], : p.shape[1]] = p
+        at += p.shape[axis] + gap
     return out
 
 
@@ -587,7 +583,7 @@ def augmentation_explorer(
         after = _draw_arrows(after, starts, starts + disp)
         panels = [before, after]
         xs = _panel_offsets(panels)
-        rgb = _label_panels(_hstack(panels), [(xs[0], f"before: {name.rsplit('/', 1)[-1]}"),
+        rgb = _label_panels(_stack(panels, axis=1), [(xs[0], f"before: {name.rsplit('/', 1)[-1]}"),
                                                (xs[1], "after")])
         mag = np.hypot(out["field"][0], out["field"][1])
         state = {**v, "seed": rng_state["seed"], "max_displacement": float(mag.max())}
@@ -709,7 +705,7 @@ def weight_map_explorer(
             p[row] = (255, 255, 255)
         panels = [pc, pb, pw]
         xs = _panel_offsets(panels)
-        top_row = _label_panels(_hstack(panels), [
+        top_row = _label_panels(_stack(panels, axis=1), [
             (xs[0], f"w_c, 0-{float(wc.max()):.2f}"),
             (xs[1], f"border, 0-{float(border.max()):.2f}"),
             (xs[2], f"w, 0-{top:.2f}"),
@@ -718,7 +714,7 @@ def weight_map_explorer(
             [(wc[row], (60, 60, 200), "w_c"), (border[row], (220, 120, 0), "border"),
              (weight[row], (0, 0, 0), "w")],
             width=top_row.shape[1], title=f"along row {row}:")
-        rgb = _vstack([top_row, line])
+        rgb = _stack([top_row, line], axis=0)
         bg = wc[f.background]
         fg = wc[~f.background]
         state = {
@@ -904,7 +900,7 @@ def prediction_explorer(
             right[_thick_edges(split)] = SPLIT
         panels = [left, right]
         xs = _panel_offsets(panels)
-        rgb = _label_panels(_hstack(panels), [
+        rgb = _label_panels(_stack(panels, axis=1), [
             (xs[0], f"probability: {name.rsplit('/', 1)[-1]}"),
             (xs[1], f"p > {t:.2f}{', split' if v['method'] == 'distance' else ''} vs truth"),
         ])
