@@ -442,6 +442,27 @@ def test_committed_book_names_no_path_of_the_machine_that_made_it():
     assert not offenders, offenders
 
 
+def _pictures(cell: dict) -> list[dict]:
+    return [o for o in cell.get("outputs", [])
+            if any(k.startswith("image/") for k in o.get("data", {}))]
+
+
+@pytest.mark.parametrize("page", sorted(p.stem for p in (PROJECT_ROOT / "book").glob("*.ipynb")))
+def test_every_picture_in_the_committed_book_has_a_caption_of_its_own(page):
+    """MyST-NB wraps each display output of a cell with ``mystnb.figure`` metadata in a figure
+    with the caption: a cell with a picture has a caption, and shows nothing else that would
+    be captioned with it (text goes in the next cell)."""
+    nb = json.loads((PROJECT_ROOT / "book" / f"{page}.ipynb").read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code" or not _pictures(cell):
+            continue
+        caption = cell["metadata"].get("mystnb", {}).get("figure", {}).get("caption", "")
+        assert len(caption.split()) >= 8, f"{page} cell {i}: a picture without a caption"
+        shown = [o for o in cell["outputs"] if o["output_type"] in ("display_data",
+                                                                   "execute_result")]
+        assert shown == _pictures(cell), f"{page} cell {i}: text captioned as a figure"
+
+
 def test_a_corrupt_manifest_is_named_before_any_kernel_starts(tmp_path):
     from unetlib.book import PipelineError, run
 

@@ -394,3 +394,27 @@ def test_gaussian_field_bad_input_names_the_argument(kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         deform_gaussian_field(torch.zeros(8, 9), **kwargs)
+
+
+def test_default_gaussian_field_has_the_papers_root_mean_square_displacement():
+    """The defaults (alpha 1000, sigma 20) were chosen so: on 256-pixel crops the Simard-style
+    field moves pixels as far, on average, as the paper's 3 x 3 grid with sigma 10 (about 8 px),
+    so the elastic comparison changes the field's shape, not its strength."""
+    import inspect
+
+    from unetlib.elastic import deform_gaussian_field, gaussian_field
+
+    defaults = inspect.signature(deform_gaussian_field).parameters
+    alpha, sigma = defaults["alpha"].default, defaults["sigma"].default
+    g = torch.Generator().manual_seed(0)
+    grid = displacement_field(torch.randn((400, 2, 3, 3), generator=g, dtype=torch.float64) * 10,
+                              (256, 256))
+    noise = torch.rand((40, 2, 256, 256), generator=g, dtype=torch.float64) * 2 - 1
+    simard = gaussian_field(noise, alpha, sigma)
+    rms_grid, rms_simard = (f.pow(2).mean().sqrt().item() for f in (grid, simard))
+    assert 7.5 < rms_grid < 8.7
+    assert abs(rms_simard / rms_grid - 1) < 0.08
+    # and the fields differ in shape: the Simard field bends over ~20 px, the grid over ~128
+    def roughness(f):
+        return (f[..., 1:, :] - f[..., :-1, :]).pow(2).mean().sqrt().item()
+    assert roughness(simard) > 2 * roughness(grid)
