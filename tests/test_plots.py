@@ -38,14 +38,28 @@ def close_figures():
 
 def test_metrics_table_layout():
     table = metrics_table({"run a": {"iou": 0.5, "f1": 0.25}, "run b": {"f1": 1}}, ["iou", "f1"])
-    assert table == ("| | iou | f1 |\n"
+    assert table == ("| | pixel IoU | pixel F1 |\n"
                      "|---|---|---|\n"
-                     "| run a | 0.5 | 0.25 |\n"
-                     "| run b | – | 1 |\n")
+                     "| run a | 0.500 | 0.250 |\n"
+                     "| run b | – | 1.000 |\n")
 
 
 def test_metrics_table_without_rows():
-    assert metrics_table({}, ["seg"]) == "| | seg |\n|---|---|\n"
+    assert metrics_table({}, ["seg"]) == "| | SEG |\n|---|---|\n"
+
+
+@pytest.mark.parametrize("column, value, text", [
+    ("seg", 0.77561234, "0.776"), ("merges", 0.5555556, "0.56"), ("n_gt", 10.7777, "10.8"),
+    ("cells", 97, "97"), ("isbi_warping_error", 0.000353, "0.000353"),
+    ("isbi_rand_error", 0.0671234, "0.06712"), ("threshold", 0.85, "0.85"),
+    ("seg", "0.7756", "0.7756"),  # a published number given as text stays as published
+])
+def test_metrics_table_names_and_precision_of_known_columns(column, value, text):
+    from unetlib.plots import COLUMN_LABELS
+
+    table = metrics_table({"r": {column: value}}, [column])
+    assert table.splitlines()[0] == f"| | {COLUMN_LABELS[column][0]} |"
+    assert table.splitlines()[2] == f"| r | {text} |"
 
 
 @pytest.mark.parametrize("value, text", [
@@ -65,7 +79,7 @@ def test_metrics_table_without_rows():
     ("n/a", "n/a"),
     (np.float64(0.123456), "0.1235"),
 ])
-def test_metrics_table_cell_format(value, text):
+def test_metrics_table_cell_format_of_other_columns(value, text):
     table = metrics_table({"r": {"x": value}}, ["x"])
     assert table.splitlines()[2] == f"| r | {text} |"
 

@@ -8,7 +8,6 @@ import pytest
 
 from unetlib.plots import KERAS_REPRODUCTION, PAPER
 from unetlib.report import (
-    COLUMNS,
     EXPERIMENTS,
     benchmark_rows,
     benchmark_table,
@@ -94,65 +93,58 @@ def test_load_benchmarks_names_the_invalid_file(tmp_path):
 
 def test_comparison_has_our_runs_then_the_published_rows():
     results = {"02_train": _experiment(train={"iou": 0.81234, "f1": 0.9, "seg": 0.7})}
-    table = comparison_rows(results)
+    table = comparison_rows(results, "DIC-C2DH-HeLa")
     lines = table.splitlines()
-    ours = "ours: 02_train / train (DIC-C2DH-HeLa, quick)"
+    ours = "02_train: train (quick)"
     assert lines[2].startswith(f"| {ours} |")
     header = _header(table)
     row = dict(zip(header, _row(table, ours), strict=True))
-    assert (row["iou"], row["f1"], row["seg"]) == ("0.8123", "0.9", "0.7")
-    for dataset in PAPER:
-        assert f"| paper (2015), {dataset} |" in table
+    assert (row["pixel IoU"], row["pixel F1"], row["SEG"]) == ("0.812", "0.900", "0.700")
+    paper = dict(zip(header, _row(table, "Ronneberger et al. 2015 (paper)"), strict=True))
+    assert paper["SEG"] == "0.7756" and paper["pixel IoU"] == "–"  # as published
+    keras = dict(zip(header, _row(table, "Keras reproduction, with augmentation"), strict=True))
+    assert (keras["pixel IoU"], keras["pixel F1"]) == ("0.77", "0.891")
     for name in KERAS_REPRODUCTION:
-        assert f"| Keras reproduction, DIC-C2DH-HeLa, {name} |" in table
-    hela = dict(zip(header, _row(table, "paper (2015), DIC-C2DH-HeLa"), strict=True))
-    assert hela["seg"] == "0.7756" and hela["iou"] == "–"
-    keras = dict(zip(header, _row(table, "Keras reproduction, DIC-C2DH-HeLa, with augmentation"),
-                     strict=True))
-    assert (keras["iou"], keras["f1"]) == ("0.77", "0.891")
+        assert f"| Keras reproduction, {name} |" in table
+    assert "isbi" not in table and "Rand error" not in header
 
 
-def test_isbi_numbers_go_to_the_isbi_columns():
-    table = comparison_rows({})
+def test_isbi_table_has_the_challenges_errors_only():
+    table = comparison_rows({"02_train_em": _experiment(
+        "isbi2012", train={"isbi_rand_error": 0.0671, "isbi_warping_error": 0.003339,
+                           "seg": 0.6})}, "isbi2012")
     header = _header(table)
-    row = dict(zip(header, _row(table, "paper (2015), isbi2012"), strict=True))
-    assert row["isbi_warping_error"] == "0.000353"
-    assert row["isbi_rand_error"] == "0.0382"
-    assert row["isbi_pixel_error"] == "0.0611"
-    assert "pixel_error" not in header and "warping_error" not in header
-
-
-def test_columns_without_values_are_dropped():
-    table = comparison_rows({})
-    assert _header(table) == ["", "seg", "iou", "f1", "isbi_rand_error", "isbi_warping_error",
-                              "isbi_pixel_error"]
-    with_ours = comparison_rows({"02_train": _experiment(a={"merges": 3, "pixel_error": 0.05})})
-    header = _header(with_ours)
-    assert "merges" in header and "pixel_error" in header and "splits" not in header
-    assert header[1:] == [c for c in COLUMNS if c in header]  # in COLUMNS order
-    row = dict(zip(header, _row(with_ours, "ours: 02_train / a (DIC-C2DH-HeLa, quick)"),
-                   strict=True))
-    assert row["merges"] == "3" and row["seg"] == "–"
+    # columns with a value in some row (the paper gives no information error), in order
+    assert header[1:] == ["Rand error", "warping error", "pixel error (challenge)"]
+    row = dict(zip(header, _row(table, "Ronneberger et al. 2015 (paper)"), strict=True))
+    assert (row["warping error"], row["Rand error"]) == ("0.000353", "0.0382")
+    ours = dict(zip(header, _row(table, "02_train_em: train (quick)"), strict=True))
+    assert ours["warping error"] == "0.003339"  # four significant digits for small errors
+    assert "Keras" not in table
 
 
 def test_keras_rows_only_beside_dic_hela():
-    table = comparison_rows({"02_train": _experiment(dataset="PhC-C2DH-U373")})
+    table = comparison_rows({"02_train": _experiment(dataset="PhC-C2DH-U373")}, "PhC-C2DH-U373")
     assert "Keras reproduction" not in table
-    assert "| paper (2015), PhC-C2DH-U373 |" in table
-    assert "iou" in _header(table)  # our run has one
-    assert "Keras reproduction" in comparison_rows({})
+    assert "| Ronneberger et al. 2015 (paper) |" in table
+    assert "pixel IoU" in _header(table)  # our run has one
+    assert "Keras reproduction" in comparison_rows({}, "DIC-C2DH-HeLa")
 
 
-def test_comparison_has_one_row_per_run_and_experiment():
-    results = {"02_train": _experiment(a={"iou": 0.1}, b={"iou": 0.2}),
-               "03_augmentation_ablation": _experiment(profile="smoke", dataset="synthetic",
-                                                       none={"iou": 0.3})}
-    table = comparison_rows(results)
-    for label in ("ours: 02_train / a (DIC-C2DH-HeLa, quick)",
-                  "ours: 02_train / b (DIC-C2DH-HeLa, quick)",
-                  "ours: 03_augmentation_ablation / none (synthetic, smoke)"):
+def test_comparison_lists_each_chapter_run_once_and_no_study_runs():
+    shared = _experiment(a={"iou": 0.1}, b={"iou": 0.2})
+    shared["runs"] = {"a": {"run": "R1"}, "b": {"run": "R2"}}
+    again = _experiment(with_aug={"iou": 0.1}, without={"iou": 0.3})
+    again["runs"] = {"with_aug": {"run": "R1"}, "without": {"run": "R3"}}
+    study = _experiment(x={"iou": 0.5})
+    results = {"02_train": shared, "03_augmentation_ablation": again, "ablations": study,
+               "02_train_em": _experiment("isbi2012", c={"iou": 0.9})}
+    table = comparison_rows(results, "DIC-C2DH-HeLa")
+    for label in ("02_train: a (quick)", "02_train: b (quick)",
+                  "03_augmentation_ablation: without (quick)"):
         _row(table, label)
-    n_published = len(PAPER) + len(KERAS_REPRODUCTION)
+    assert "with_aug" not in table and "ablations" not in table and "02_train_em" not in table
+    n_published = 1 + len(KERAS_REPRODUCTION)
     assert len(table.splitlines()) == 2 + 3 + n_published
 
 
@@ -270,14 +262,15 @@ def test_threshold_column_shows_each_runs_threshold():
     data = _experiment(a={"iou": 0.7}, b={"iou": 0.6})
     data["thresholds"] = {"a": {"value": 0.3, "chosen_on": "validation"},
                           "b": {"value": 0.5, "chosen_on": "fixed"}}
-    table = comparison_rows({"02_train": data})
+    table = comparison_rows({"02_train": data}, "DIC-C2DH-HeLa")
     header = _header(table)
     assert header[-1] == "threshold"
-    a = dict(zip(header, _row(table, "ours: 02_train / a (DIC-C2DH-HeLa, quick)"), strict=True))
-    b = dict(zip(header, _row(table, "ours: 02_train / b (DIC-C2DH-HeLa, quick)"), strict=True))
-    paper = dict(zip(header, _row(table, "paper (2015), DIC-C2DH-HeLa"), strict=True))
-    assert (a["threshold"], b["threshold"], paper["threshold"]) == ("0.3", "0.5", "–")
-    assert "threshold" not in _header(comparison_rows({"02_train": _experiment()}))
+    a = dict(zip(header, _row(table, "02_train: a (quick)"), strict=True))
+    b = dict(zip(header, _row(table, "02_train: b (quick)"), strict=True))
+    paper = dict(zip(header, _row(table, "Ronneberger et al. 2015 (paper)"), strict=True))
+    assert (a["threshold"], b["threshold"], paper["threshold"]) == ("0.30", "0.50", "–")
+    assert "threshold" not in _header(comparison_rows({"02_train": _experiment()},
+                                                      "DIC-C2DH-HeLa"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,12 +317,33 @@ def test_variant_and_answer_tables():
     assert _row(table, "without")[1:3] == ["2", "0.400 ± 0.141 (0.300–0.500)"]
     results = {"02_train": {**_experiment(), "summary": seed_summary({"a": _run(0.4, 0.7)})},
                "04_weight_maps": {**_experiment(), "summaries": summaries},
-               "02_train_em": _experiment("isbi2012", train={"seg": 0.3, "iou": 0.9})}
-    answer = answer_table(results)
-    assert _row(answer, "02_train")[3:5] == ["0.400", "0.700 (seeded ws)"]
-    assert _row(answer, "04_weight_maps: without")[2] == "2"
-    assert _row(answer, "02_train_em: train")[3:6] == ["0.300", "–", "0.900"]
-    assert _row(answer, "Ronneberger et al. 2015")[3] == "0.7756"
+               "02_train_em": _experiment("isbi2012", train={"seg": 0.3, "iou": 0.9,
+                                                               "isbi_rand_error": 0.05})}
+    answer = answer_table(results, "DIC-C2DH-HeLa")
+    assert _row(answer, "02_train")[2:4] == ["0.400", "0.700 (seeded ws)"]
+    assert _row(answer, "04_weight_maps: without")[1:3] == ["2", "0.300 ± 0.141"]  # no range
+    assert "02_train_em" not in answer
+    assert _row(answer, "Ronneberger et al. 2015 (paper)")[2] == "0.7756"
+    em = answer_table(results, "isbi2012")
+    assert _header(em) == ["experiment", "seeds", "Rand error", "information error",
+                           "warping error", "pixel error"]
+    assert _row(em, "02_train_em")[1:3] == ["1", "0.0500"]  # three significant digits
+    assert _row(em, "Ronneberger et al. 2015 (paper; the challenge's secret test slices)")[
+        2:5] == ["0.0382", "–", "0.000353"]
+
+
+def test_answer_table_names_an_arm_of_the_same_runs_instead_of_repeating_it():
+    from unetlib.report import answer_table, seed_summary
+
+    summary = seed_summary({"a": _run(0.4, 0.7)})
+    chapter = {**_experiment(), "summary": summary, "runs": {"seed 0": {"run": "R0"}}}
+    study = {**_experiment(), "summaries": {"same": summary, "other": summary},
+             "runs": {"same, seed 0": {"run": "R0"}, "other, seed 0": {"run": "R9"}}}
+    answer = answer_table({"02_train": chapter, "ablations": study}, "DIC-C2DH-HeLa")
+    _row(answer, "02_train")
+    _row(answer, "ablations: other")
+    assert "| ablations: same |" not in answer
+    assert "the same runs as a row above: ablations: same = 02_train." in answer
 
 
 def test_describe_budget_curve_names_the_best_step_and_the_differences():

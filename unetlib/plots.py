@@ -145,19 +145,39 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     return fig
 
 
-def _fmt(value: Any) -> str:
+# the book's names for the metric keys of the result files, and their precision (decimals; None:
+# 4 significant digits, which the challenge's small errors need: 0.000353, 0.0382)
+COLUMN_LABELS: dict[str, tuple[str, int | None]] = {
+    "seg": ("SEG", 3), "iou": ("pixel IoU", 3), "f1": ("pixel F1", 3),
+    "pixel_error": ("pixel error", 3), "merges": ("merges / frame", 2),
+    "splits": ("splits / frame", 2), "n_gt": ("cells / frame", 1),
+    "n_pred": ("objects / frame", 1), "matched": ("matched / frame", 1),
+    "missed": ("missed / frame", 2), "spurious": ("spurious / frame", 2),
+    "cells": ("cells", 0), "threshold": ("threshold", 2),
+    "isbi_rand_error": ("Rand error", None), "isbi_info_error": ("information error", None),
+    "isbi_warping_error": ("warping error", None),
+    "isbi_pixel_error": ("pixel error (challenge)", None),
+}
+
+
+def format_metric(value: Any, column: str | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    digits = COLUMN_LABELS.get(column, ("", None))[1]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and digits is not None:
+        return f"{value:.{digits}f}"
     if isinstance(value, float):  # 4 significant digits: 0.000353, 0.7756, 48.75
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
 
 
 def metrics_table(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A Markdown table: one row per run or source, the given metric columns."""
-    head = "| | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
+    """A Markdown table: one row per run or source, the given metric columns. Known metric keys
+    get the book's names and precision (:data:`COLUMN_LABELS`); others are shown as they are."""
+    names = [COLUMN_LABELS.get(c, (c, None))[0] for c in columns]
+    head = "| | " + " | ".join(names) + " |\n|---|" + "---|" * len(columns) + "\n"
     body = "".join(
-        f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in columns) + " |\n"
+        f"| {name} | " + " | ".join(format_metric(r.get(c), c) for c in columns) + " |\n"
         for name, r in rows.items()
     )
     return head + body

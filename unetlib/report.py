@@ -9,15 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from unetlib.instances import METHOD_NAMES, beyond_method
-from unetlib.plots import KERAS_REPRODUCTION, PAPER, metrics_table, paper_metrics
+from unetlib.plots import KERAS_REPRODUCTION, PAPER, format_metric, metrics_table, paper_metrics
 from unetlib.provenance import write_json_atomic
 
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
                "few_images", "recipes", "tta_em", "tta_hela", "gpu_quick_long", "gpu_paper")
-COLUMNS = ("seg", "iou", "f1", "pixel_error", "merges", "splits", "isbi_rand_error",
-           "isbi_warping_error", "isbi_pixel_error", "threshold")
+# the chapters' own experiments (the studies summarise their many runs as arms instead)
+CHAPTERS = ("02_train", "02_train_gold_validation", "02_train_em", "03_augmentation_ablation",
+            "04_weight_maps")
+# the measures of each kind of data set, in the order the tables show them
+CELL_COLUMNS = ("seg", "iou", "f1", "merges", "splits", "threshold")
+ISBI_COLUMNS = ("isbi_rand_error", "isbi_info_error", "isbi_warping_error", "isbi_pixel_error",
+                "threshold")
 
 
 def load_results(results_dir: str | os.PathLike = "results") -> dict[str, dict[str, Any]]:
@@ -61,32 +66,50 @@ def instance_metrics(result: Mapping[str, Any], prefix: str) -> dict[str, dict[s
     return rows
 
 
-def _published_rows(datasets: set[str]) -> dict[str, dict[str, Any]]:
+def _published_rows(dataset: str) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
-    for dataset in PAPER:
-        rows[f"paper (2015), {dataset}"] = paper_metrics(dataset)
-    if "DIC-C2DH-HeLa" in datasets or not datasets:
+    if dataset in PAPER:
+        # published numbers as published (strings keep their digits)
+        rows["Ronneberger et al. 2015 (paper)"] = {k: str(v) for k, v in
+                                                   paper_metrics(dataset).items()}
+    if dataset == "DIC-C2DH-HeLa":
         for name, values in KERAS_REPRODUCTION.items():
-            rows[f"Keras reproduction, DIC-C2DH-HeLa, {name}"] = dict(values)
+            rows[f"Keras reproduction, {name}"] = {k: str(v) for k, v in values.items()}
     return rows
 
 
-def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """One Markdown table: each of our runs (experiment / run, data set, profile), then the
-    published numbers. Columns without any value are dropped; ``threshold`` is the one each of
-    our runs scored at (the paper's argmax is 0.5)."""
+def result_datasets(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The data sets of ``results``, in the order of their first experiment."""
+    return list(dict.fromkeys(data["dataset"] for data in results.values()))
+
+
+def _columns(dataset: str) -> tuple[str, ...]:
+    return ISBI_COLUMNS if dataset == "isbi2012" else CELL_COLUMNS
+
+
+def comparison_rows(results: Mapping[str, Mapping[str, Any]], dataset: str) -> str:
+    """One Markdown table for ``dataset``: each run of the chapters' experiments once (a run two
+    chapters share is listed under the first; ``experiment: run (profile)``), then the published
+    numbers, in that data set's measures (SEG, pixel IoU and F1, merges and splits for cells;
+    the challenge's errors for ISBI 2012), columns without any value dropped. ``threshold`` is
+    the one the paper's way scored at (the paper's argmax is 0.5)."""
     rows: dict[str, dict[str, Any]] = {}
-    datasets = set()
+    seen: set[str] = set()
     for experiment, data in results.items():
-        datasets.add(data["dataset"])
+        if data["dataset"] != dataset or experiment not in CHAPTERS:
+            continue
         thresholds = data.get("thresholds") or {}
         for run, metrics in data["metrics"].items():
+            run_id = (data.get("runs", {}).get(run) or {}).get("run") or f"{experiment}/{run}"
+            if run_id in seen:
+                continue
+            seen.add(run_id)
             row = dict(metrics)
             if thresholds.get(run):
                 row["threshold"] = thresholds[run]["value"]
-            rows[f"ours: {experiment} / {run} ({data['dataset']}, {data['profile']})"] = row
-    rows.update(_published_rows(datasets))
-    columns = [c for c in COLUMNS if any(c in r for r in rows.values())]
+            rows[f"{experiment}: {run} ({data['profile']})"] = row
+    rows.update(_published_rows(dataset))
+    columns = [c for c in _columns(dataset) if any(c in r for r in rows.values())]
     return metrics_table(rows, columns)
 
 
@@ -247,12 +270,14 @@ def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
     return out
 
 
-def _mean_sd(entry: Mapping[str, Any], digits: int = 3) -> str:
-    f = f".{digits}f"
+def _mean_sd(entry: Mapping[str, Any], digits: int | str = 3, spread: bool = True) -> str:
+    """``mean ± sd (min–max)`` of a summary entry (the mean alone for one value); ``digits``:
+    decimals, or a format spec such as ``".3g"``; ``spread=False`` leaves out the range."""
+    f = digits if isinstance(digits, str) else f".{digits}f"
     if len(entry["values"]) == 1:
         return format(entry["mean"], f)
-    return (f"{entry['mean']:{f}} ± {entry['sd']:{f}} "
-            f"({min(entry['values']):{f}}–{max(entry['values']):{f}})")
+    text = f"{entry['mean']:{f}} ± {entry['sd']:{f}}"
+    return (text + f" ({min(entry['values']):{f}}–{max(entry['values']):{f}})") if spread else text
 
 
 def describe_few_images(data: Mapping[str, Any], method: str | None = None) -> str:
@@ -442,40 +467,90 @@ def variant_table(summaries: Mapping[str, Mapping[str, Any]], method: str = "com
     return "\n".join(lines)
 
 
-def _cell(entry: Mapping[str, Any] | None) -> str:
-    return "–" if entry is None else _mean_sd(entry)
+def _cell(entry: Mapping[str, Any] | None, digits: int | str = 3) -> str:
+    return "–" if entry is None else _mean_sd(entry, digits, spread=False)
 
 
 def _single(value: float | None) -> dict[str, Any] | None:
     return None if value is None else {"values": [float(value)], "mean": float(value), "sd": 0.0}
 
 
-def answer_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """Markdown, one row per experiment arm: SEG the paper's way and beyond the paper (the
-    distance-transform watershed, or the probability-seeded one in results scored before it
-    existed; the cell names which), pixel IoU and merges per frame, as mean ± sd (range) over the
-    seeds that ran, beside the paper's SEG and the Keras reproduction's pixel IoU. Uses the
-    experiments' ``summary`` (one arm) or ``summaries`` (an ablation's arms); a result without
-    them (one run per arm, an older file) gives one row per run."""
-    head = ("| experiment | data set | seeds | SEG, paper's way | SEG beyond the paper (method) | "
-            "pixel IoU | merges / frame |\n|---|---|---|---|---|---|---|")
-    lines = [head]
+def _arm_summaries(experiment: str, data: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """An experiment's arms, each summarised over its seeds (``summary`` for one arm,
+    ``summaries`` for several, else one arm per run from its metrics)."""
+    if data.get("summary"):
+        return {experiment: data["summary"]}
+    if data.get("summaries"):
+        return {f"{experiment}: {v}": s for v, s in data["summaries"].items()}
+    arms: dict[str, Mapping[str, Any]] = {}
+    for run, metrics in data["metrics"].items():
+        inst = (data.get("instances") or {}).get(run, {})
+        arms[f"{experiment}: {run}"] = {
+            "components": {"seeds": 1, **{k: _single(metrics.get(k)) for k in
+                                          ("seg", "iou", "merges", *ISBI_ERRORS)}},
+            **{m: {"seg": _single(inst[m]["metrics"]["seg"])}
+               for m in ("distance", "watershed") if m in inst}}
+    return arms
+
+
+def _isbi_arms(experiment: str, data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The challenge's errors of an EM experiment's arms over their seeds, from the runs' own
+    metrics (runs ``<arm>, seed N``; summaries written before they kept these errors lack
+    them)."""
+    import numpy as np
+
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for run, metrics in data["metrics"].items():
+        arm = run.rsplit(", seed", 1)[0] if ", seed" in run else experiment
+        groups.setdefault(arm if arm == experiment else f"{experiment}: {arm}", []).append(metrics)
+    out: dict[str, dict[str, Any]] = {}
+    for arm, recs in groups.items():
+        entry: dict[str, Any] = {"seeds": len(recs)}
+        for key in ISBI_ERRORS:
+            values = [float(m[key]) for m in recs if m.get(key) is not None]
+            if values:
+                entry[key] = {"values": values, "mean": float(np.mean(values)),
+                              "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+        out[arm] = entry
+    return out
+
+
+def answer_table(results: Mapping[str, Mapping[str, Any]], dataset: str) -> str:
+    """Markdown, one row per experiment arm on ``dataset``, as mean ± sd over the seeds that
+    ran (the range where there are several): for cells, SEG the paper's way and beyond the paper
+    (the distance-transform watershed, or the probability-seeded one in results scored before it
+    existed; the cell names which), pixel IoU and merges per frame, beside the paper's SEG and
+    the Keras reproduction's pixel IoU; for ISBI 2012 the challenge's Rand, information, warping
+    and pixel errors beside the paper's."""
+    if dataset == "isbi2012":
+        names = [ISBI_ERRORS[k] for k in ISBI_ERRORS]
+        lines = ["| experiment | seeds | " + " | ".join(names) + " |",
+                 "|---|---|" + "---|" * len(names)]
+        for experiment, data in results.items():
+            if data["dataset"] != dataset:
+                continue
+            for name, entry in _isbi_arms(experiment, data).items():
+                lines.append(f"| {name} | {entry['seeds']} | " + " | ".join(
+                    _cell(entry.get(k), "#.3g") for k in ISBI_ERRORS) + " |")
+        paper = paper_metrics(dataset)
+        lines.append("| Ronneberger et al. 2015 (paper; the challenge's secret test slices) | – | "
+                     + " | ".join(format_metric(paper.get(k), k) for k in ISBI_ERRORS) + " |")
+        return "\n".join(lines)
+    lines = ["| experiment | seeds | SEG, paper's way | SEG beyond the paper (method) | "
+             "pixel IoU | merges / frame |", "|---|---|---|---|---|---|"]
+    shown: dict[frozenset, str] = {}
+    same: list[str] = []
     for experiment, data in results.items():
-        arms: dict[str, Mapping[str, Any]] = {}
-        if data.get("summary"):
-            arms[experiment] = data["summary"]
-        elif data.get("summaries"):
-            arms.update({f"{experiment}: {v}": s for v, s in data["summaries"].items()})
-        else:  # one row per run, from its metrics
-            for run, metrics in data["metrics"].items():
-                inst = (data.get("instances") or {}).get(run, {})
-                arms[f"{experiment}: {run}"] = {
-                    "components": {"seeds": 1, "seg": _single(metrics.get("seg")),
-                                   "iou": _single(metrics.get("iou")),
-                                   "merges": _single(metrics.get("merges"))},
-                    **{m: {"seg": _single(inst[m]["metrics"]["seg"])}
-                       for m in ("distance", "watershed") if m in inst}}
-        for name, summary in arms.items():
+        if data["dataset"] != dataset:
+            continue
+        runs = _arm_runs(experiment, data)
+        for name, summary in _arm_summaries(experiment, data).items():
+            ids = runs.get(name)
+            if ids and ids in shown:
+                same.append(f"{name} = {shown[ids]}")
+                continue
+            if ids:
+                shown[ids] = name
             paper_way = summary.get("components", {})
             beyond = beyond_method(summary)
             ws = summary.get(beyond, {})
@@ -483,16 +558,31 @@ def answer_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                            else "–")
             merges = paper_way.get("merges")
             lines.append(
-                f"| {name} | {data['dataset']} | {paper_way.get('seeds', 1)} | "
-                f"{_cell(paper_way.get('seg'))} | {beyond_cell} | "
-                f"{_cell(paper_way.get('iou'))} | "
+                f"| {name} | {paper_way.get('seeds', 1)} | {_cell(paper_way.get('seg'))} | "
+                f"{beyond_cell} | {_cell(paper_way.get('iou'))} | "
                 f"{'–' if merges is None else format(merges['mean'], '.2f')} |")
-    lines.append(f"| Ronneberger et al. 2015 | DIC-C2DH-HeLa | – | {PAPER['DIC-C2DH-HeLa']['seg']} "
-                 "| – | – | – |")
-    for arm, values in KERAS_REPRODUCTION.items():
-        lines.append(f"| Keras reproduction, {arm} | DIC-C2DH-HeLa | 1 | – | – | "
-                     f"{values['iou']:.3f} | – |")
+    if dataset in PAPER and "seg" in PAPER[dataset]:
+        lines.append(f"| Ronneberger et al. 2015 (paper) | – | {PAPER[dataset]['seg']} | – | – | "
+                     "– |")
+    if dataset == "DIC-C2DH-HeLa":
+        for arm, values in KERAS_REPRODUCTION.items():
+            lines.append(f"| Keras reproduction, {arm} | 1 | – | – | {values['iou']:.3f} | – |")
+    if same:
+        lines += ["", "Not repeated, the same runs as a row above: " + "; ".join(same) + "."]
     return "\n".join(lines)
+
+
+def _arm_runs(experiment: str, data: Mapping[str, Any]) -> dict[str, frozenset]:
+    """The trained runs (their ``run`` names) behind each arm of :func:`_arm_summaries`."""
+    runs = {name: (r or {}).get("run") or f"{experiment}/{name}"
+            for name, r in data.get("runs", {}).items()}
+    if data.get("summary"):
+        return {experiment: frozenset(runs.values())}
+    if data.get("summaries"):
+        return {f"{experiment}: {arm}": frozenset(run for name, run in runs.items()
+                                                  if name.rsplit(", seed", 1)[0] == arm)
+                for arm in data["summaries"]}
+    return {f"{experiment}: {name}": frozenset([run]) for name, run in runs.items()}
 
 
 def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
