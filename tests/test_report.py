@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from unetlib.plots import KERAS_REPRODUCTION, PAPER
+from unetlib.plots import KERAS_REPRODUCTION
 from unetlib.report import (
     EXPERIMENTS,
     benchmark_rows,
