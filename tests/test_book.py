@@ -3,6 +3,7 @@ and a browser check that the built pages show typeset math and a rendered widget
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -289,6 +290,120 @@ def test_pages_render_math_and_widgets_offline(built_book, tmp_path):
     # the embedded widget state was rendered by the vendored html-manager into live DOM
     assert "jupyter-widgets" in dom and "widget-" in dom, "no widget was rendered"
     assert (SCREENSHOTS / "05_explore.png").stat().st_size > 10_000
+
+
+def _playwright() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _browser_page():
+    """A Playwright page in Debian's Chromium (its own browser download is not reachable), at a
+    1280 x 1600 window, every request but ``file:`` refused: the book as an offline reader
+    sees it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=_chromium(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.route("**/*", lambda route: route.continue_()
+                       if route.request.url.startswith("file:") else route.abort())
+            yield page
+        finally:
+            browser.close()
+
+
+# what runs off the text column: an element whose right edge passes the article's, or a code or
+# output block that scrolls sideways
+_OVERFLOW_JS = """() => {
+  const art = document.querySelector('article.bd-article') || document.querySelector('main');
+  const right = art.getBoundingClientRect().right + 1;
+  const out = [];
+  for (const el of art.querySelectorAll('table, pre, img, p, li, mjx-container, .widget-box')) {
+    const r = el.getBoundingClientRect();
+    if (r.right > right || (el.tagName === 'PRE' && el.scrollWidth > el.clientWidth + 1))
+      out.push(el.tagName + ': ' + (el.textContent || '').trim().slice(0, 60));
+  }
+  return out;
+}"""
+
+# a picture of a cell's output outside a captioned figure (the explorers' pictures are widgets,
+# explained by the prose around them)
+_UNCAPTIONED_JS = """() => [...document.querySelectorAll('.cell_output img')]
+  .filter(i => !i.closest('.jupyter-widgets'))
+  .filter(i => !(i.closest('figure') && i.closest('figure').querySelector('figcaption')))
+  .length"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None or not _playwright(),
+                    reason="Debian chromium and Playwright (make setup) needed")
+def test_a_reader_sees_every_page_whole_and_clean(built_book):
+    """Every page of the built book in headless Chromium with no network, at a 1280-pixel
+    window: nothing wider than the text column, no Traceback and no stderr output (the step log
+    stays in Jupyter), no path of the machine that built it, and every picture of a notebook's
+    output in a figure with a caption."""
+    import re
+
+    machine_path = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|mnt|opt|var)/")
+    problems = []
+    with _browser_page() as page:
+        for html in sorted(built_book["html"].glob("*.html")):
+            if html.stem in ("genindex", "search"):
+                continue
+            page.goto(html.resolve().as_uri())
+            page.wait_for_timeout(1500)
+            problems += [f"{html.name}: wider than the column: {x}"
+                         for x in page.evaluate(_OVERFLOW_JS)]
+            text = page.inner_text("article")
+            if "Traceback" in text:
+                problems.append(f"{html.name}: a Traceback")
+            if page.locator(".output.stderr").count():
+                problems.append(f"{html.name}: stderr output")
+            if machine_path.search(text):
+                problems.append(f"{html.name}: a machine path {machine_path.search(text)[0]}")
+            if n := page.evaluate(_UNCAPTIONED_JS):
+                problems.append(f"{html.name}: {n} picture(s) without a caption")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None or not _playwright(),
+                    reason="Debian chromium and Playwright (make setup) needed")
+def test_explorers_switch_pictures_in_the_browser_without_a_kernel(built_book):
+    """The explorer page's sliders work from the saved page alone: moving one (the keyboard on
+    its handle) changes its readout and the picture shown."""
+    picture_js = """slider => {
+      const img = slider.parentElement.children[1].querySelector('img');
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth; c.height = img.naturalHeight;
+      c.getContext('2d').drawImage(img, 0, 0);
+      return c.toDataURL();
+    }"""
+    with _browser_page() as page:
+        page.goto((built_book["html"] / "05_explore.html").resolve().as_uri())
+        page.wait_for_selector(".widget-slider .noUi-handle")
+        page.wait_for_timeout(1500)
+        sliders = page.locator(".widget-slider")
+        labels = [sliders.nth(i).inner_text() for i in range(sliders.count())]
+        assert sum(any(k in t for k in ("sigma", "w0", "threshold")) for t in labels) == 3, labels
+        for i in range(sliders.count()):
+            slider = sliders.nth(i)
+            before = (slider.inner_text(), slider.evaluate(picture_js))
+            slider.locator(".noUi-handle").focus()
+            page.keyboard.press("ArrowRight")
+            page.wait_for_timeout(500)
+            after = (slider.inner_text(), slider.evaluate(picture_js))
+            assert after[0] != before[0], f"slider {labels[i]!r} did not move"
+            assert after[1] != before[1], f"slider {labels[i]!r} did not change the picture"
 
 
 def test_sigterm_leaves_no_partial_notebook(tmp_path):

@@ -335,6 +335,48 @@ def test_widget_state_holds_the_picture(samples):
     assert base64.b64decode(buffer["data"]) == w.image.value
 
 
+@pytest.mark.parametrize("make, control, values", [
+    (lambda s: W.augmentation_explorer(s), "sigma", [0.0, 10.0, 25.0]),
+    (lambda s: W.weight_map_explorer(s), "w0", [0.0, 5.0, 10.0]),
+    (lambda s: W.prediction_explorer([np.clip(x.labels > 0, 0.05, 0.95) for x in s], s),
+     "threshold", [0.1, 0.5, 0.9]),
+])
+def test_static_explorer_holds_each_picture_and_links_the_slider_in_the_page(samples, make,
+                                                                            control, values):
+    """Without a kernel the page switches pictures itself: each value's picture and numbers are
+    a child of a Stack, and a jslink (a LinkModel in the saved widget state) ties the slider's
+    index to the Stack's selected index."""
+    from ipywidgets.embed import dependency_state
+
+    explorer = make(samples)
+    before = explorer.values()
+    box = W.static_explorer(explorer, control, values)
+    assert explorer.values() == before  # the explorer is put back
+    pictures = [page.children[0].value for page in box.stack.children]
+    for v, picture in zip(values, pictures, strict=True):
+        explorer.set(**{control: v})
+        assert picture == explorer.image.value
+    assert len(set(pictures)) == len(values)  # every value shows its own picture
+    start = values.index(before[control]) if before[control] in values else 0
+    assert box.slider.index == box.stack.selected_index == start
+    assert [label for label, _ in box.slider.options] == [format(v, "g") for v in values]
+    state = dependency_state([box, box.link])
+    assert state[box.link.model_id]["model_name"] == "LinkModel"
+    link = state[box.link.model_id]["state"]
+    assert link["source"] == [f"IPY_MODEL_{box.slider.model_id}", "index"]
+    assert link["target"] == [f"IPY_MODEL_{box.stack.model_id}", "selected_index"]
+
+
+def test_static_explorer_refuses_bad_arguments_by_name(samples):
+    w = W.weight_map_explorer(samples)
+    with pytest.raises(ValueError, match="control"):
+        W.static_explorer(w, "w1", [0.0, 1.0])
+    with pytest.raises(ValueError, match="values"):
+        W.static_explorer(w, "w0", [1.0])
+    with pytest.raises(ValueError, match="start"):
+        W.static_explorer(w, "w0", [0.0, 1.0], start=3.0)
+
+
 def test_centre_crops_spread_and_crop():
     from unetlib.data import Sample
 

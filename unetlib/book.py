@@ -307,10 +307,12 @@ def run(
     output_dir = Path(output_dir)
     (output_dir / "results").mkdir(parents=True, exist_ok=True)
     if output_dir.resolve() != BOOK_DIR.resolve():
-        # the prose and its bibliography, so that the folder builds as a book
+        # the prose, its bibliography and styles, so that the folder builds as a book
         for page in [*BOOK_DIR.glob("*.md"), *BOOK_DIR.glob("*.bib")]:
             if not (output_dir / page.name).exists():
                 shutil.copy(page, output_dir / page.name)
+        if not (output_dir / "_css").exists():
+            shutil.copytree(BOOK_DIR / "_css", output_dir / "_css")
     for path in _remove_dead_partials(output_dir):
         print(f"removed {path.name}, left by a killed run", flush=True)
     print(f"writing the executed notebooks to {output_dir}", flush=True)

@@ -26,8 +26,10 @@ re-thresholds and re-scores).
 Each explorer exposes ``controls`` (name -> widget; set ``.value`` or call ``.click()`` on a
 button to drive it from code), ``set(**values)`` (several controls, one redraw), ``state`` (the
 numbers shown), ``arrays`` (the arrays drawn), ``rgb`` (the picture as a uint8 array) and
-``image`` (the ``ipywidgets.Image``). :func:`render_settings` draws a few settings of an
-explorer into one matplotlib figure, for pages read without a kernel.
+``image`` (the ``ipywidgets.Image``). For pages read without a kernel, :func:`render_settings`
+draws a few settings of an explorer into one matplotlib figure, and :func:`static_explorer` makes
+one control work in the browser from the saved page: the pictures of a grid of its values,
+switched by a slider linked in JavaScript (``jslink``) to an ``ipywidgets.Stack``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "prediction_explorer",
     "render_settings",
     "encode_image",
+    "static_explorer",
     "weight_map_explorer",
 ]
 
@@ -965,3 +968,53 @@ def render_settings(
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def static_explorer(
+    explorer: Explorer,
+    control: str,
+    values: Sequence[Any],
+    *,
+    start: Any = None,
+    label: str | None = None,
+) -> widgets.VBox:
+    """One control of ``explorer`` that works without a kernel: the explorer's picture and
+    numbers at each of ``values`` of ``control`` (computed now, the other controls as they are),
+    in an ``ipywidgets.Stack`` whose shown child follows a slider through ``jslink``. The link
+    and the pictures are part of the saved widget state, so a static page (the book) switches
+    pictures in the browser; a live kernel is not needed and not used.
+
+    ``start``: the value shown first (default: the control's current value if it is one of
+    ``values``, else the first). ``label``: the slider's description (default ``control``).
+    Returns a ``VBox`` (slider, stack) with ``.slider``, ``.stack``, ``.link`` and ``.values``.
+    The explorer's controls are put back afterwards."""
+    if control not in explorer.controls:
+        raise ValueError(f"control: {control!r} is not one of {sorted(explorer.controls)}")
+    values = list(values)
+    if len(values) < 2:
+        raise ValueError(f"values: give at least two values of {control!r}, got {values!r}")
+    saved = explorer.values()
+    if start is None:
+        start = saved.get(control) if saved.get(control) in values else values[0]
+    if start not in values:
+        raise ValueError(f"start: {start!r} is not one of the values {values!r}")
+    pages = []
+    try:
+        for v in values:
+            explorer.set(**{control: v})
+            picture = widgets.Image(value=explorer.image.value, format=explorer.image_format,
+                                    layout=widgets.Layout(max_width="100%"))
+            pages.append(widgets.VBox([picture, widgets.HTML(explorer.info.value)]))
+    finally:
+        explorer.set(**saved)
+    index = values.index(start)
+    stack = widgets.Stack(pages, selected_index=index)
+    slider = widgets.SelectionSlider(
+        options=[(format(v, "g") if isinstance(v, float) else str(v), i)
+                 for i, v in enumerate(values)],
+        value=index, description=label or control, continuous_update=True,
+        style={"description_width": "initial"}, layout=widgets.Layout(width="60%"))
+    link = widgets.jslink((slider, "index"), (stack, "selected_index"))
+    box = widgets.VBox([slider, stack])
+    box.slider, box.stack, box.link, box.values = slider, stack, link, values
+    return box
