@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,6 +259,33 @@ def test_result_scored_before_an_instance_method_existed_is_rescored_not_retrain
     assert again["rescored"]["methods"] == list(T.METHODS)
     saved = json.loads(path.read_text())  # the file now has every method, and no reuse flag
     assert "distance" in saved["instances"] and "reused" not in saved
+
+
+def test_run_made_before_an_option_existed_is_reused_and_found_from_anywhere(tmp_path,
+                                                                           monkeypatch):
+    """A result whose record lacks an option added since (at its default) is the same run, not
+    retrained; its checkpoint is given under the out_dir it is reused from, whatever the
+    working directory of the process that trained it."""
+    first = T.train(tiny(tmp_path))
+    path = tmp_path / "runs" / first["run"] / "result.json"
+    old = json.loads(path.read_text())
+    for name in ("elastic_field", "elastic_alpha", "elastic_smooth"):
+        del old["config"][name]  # as written before the Gaussian field existed
+    old["checkpoint"] = "elsewhere/runs/best.pt"  # as a trainer in another folder saw it
+    path.write_text(json.dumps(old))
+    before = path.stat().st_mtime_ns
+    again = T.train(tiny(tmp_path))
+    assert again["reused"] and again["history"] == first["history"]
+    assert path.stat().st_mtime_ns == before  # nothing rewritten
+    assert again["checkpoint"] == str(tmp_path / "runs" / first["run"] / "best.pt")
+    monkeypatch.chdir(tmp_path)  # reused from another working directory, by a relative out_dir
+    third = T.train(tiny(tmp_path, out_dir="runs"))
+    assert third["reused"] and Path(third["checkpoint"]) == Path("runs") / first["run"] / "best.pt"
+    assert Path(third["checkpoint"]).is_file()
+    # an option that differs from its default is another run
+    old["config"]["w0"] = 3.0
+    path.write_text(json.dumps(old))
+    assert not T.train(tiny(tmp_path))["reused"]
 
 
 def test_reused_result_without_its_weights_is_recomputed(tmp_path):

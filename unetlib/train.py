@@ -370,13 +370,27 @@ def _reusable_result(config: TrainConfig, run_dir: Path) -> dict[str, Any] | Non
     except ValueError as err:
         raise ValueError(f"{result_path}: not valid JSON ({err}); delete it or pass "
                          "reuse=False") from None
-    if (cached.get("config") == _config_dict(config, comparable=True)
-            and (run_dir / "best.pt").is_file()):
+    if _same_options(cached.get("config") or {}, config) and (run_dir / "best.pt").is_file():
         if set(METHODS) - set(cached.get("instances", {})):
             cached = _rescored(config, run_dir, cached)
         cached["reused"] = True
+        # where the weights are for whoever reuses the run (a notebook in book/ or a study at
+        # the project root), not where the trainer's working directory saw them
+        cached["checkpoint"] = str(run_dir / "best.pt")
         return cached
     return None
+
+
+def _same_options(saved: dict[str, Any], config: TrainConfig) -> bool:
+    """Whether a saved run's options are ``config``'s. An option added to TrainConfig after the
+    run was made is absent from its record and counts as its default (as :meth:`TrainConfig.key`
+    leaves such options out of the hash while they are at their defaults); any other
+    difference, or an option the config no longer knows, is another run."""
+    now = _config_dict(config, comparable=True)
+    defaults = _config_dict(TrainConfig(), comparable=True)
+    if set(saved) - set(now):
+        return False
+    return all(saved[k] == v if k in saved else v == defaults[k] for k, v in now.items())
 
 
 def _rescored(config: TrainConfig, run_dir: Path, cached: dict[str, Any]) -> dict[str, Any]:
