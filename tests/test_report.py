@@ -500,3 +500,22 @@ def test_describe_arms_sets_every_arm_against_the_first_and_the_spread(isbi):
     assert "| far | 7 | 0.410 ± 0.010 (0.400–0.420) |" in text
     assert ("Rand error" in text) == isbi
     assert describe_arms(data, "missing") == "_the study has not run these arms yet_"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["studies/recipes.py", "--seeds", "0"], "python studies/recipes.py --seeds 0"),
+    (["/x/.venv/lib/python3.11/site-packages/ipykernel_launcher.py", "-f", "k.json"],
+     "python -m unetlib.book run --profile quick --only 03_augmentation_ablation"),
+])
+def test_recorded_command_is_what_made_the_file_not_what_trained_its_first_run(
+        tmp_path, monkeypatch, argv, expected):
+    """A reused run keeps the command that trained it; the experiment file names the command
+    that wrote it (a notebook's: the pipeline that ran its kernel)."""
+    from unetlib.report import record_experiment
+
+    monkeypatch.setattr("sys.argv", argv)
+    run = {"dataset": "DIC-C2DH-HeLa", "metrics": {"seg": 0.5}, "wall_seconds": 1.0, "hardware": {},
+           "command": "python -m unetlib.book run --profile quick --only 02_train"}
+    path = record_experiment(tmp_path / "x.json", "03_augmentation_ablation", "quick",
+                             {"seed 0": run})
+    assert json.loads(path.read_text())["command"] == expected

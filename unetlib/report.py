@@ -208,8 +208,10 @@ def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
     them. Inside a notebook the command is the pipeline's (``python -m unetlib.book run
     --profile P --only EXPERIMENT``), not the kernel's."""
     first = next(iter(runs.values()))
-    if command is None:
-        command = first["command"]
+    if command is None:  # what made this file: this process, or the pipeline that ran its kernel
+        from unetlib.provenance import command_line
+
+        command = command_line()
         if "ipykernel" in command or "kernel" in command:
             from unetlib.book import pipeline_command
 
