@@ -519,3 +519,19 @@ def test_recorded_command_is_what_made_the_file_not_what_trained_its_first_run(
     path = record_experiment(tmp_path / "x.json", "03_augmentation_ablation", "quick",
                              {"seed 0": run})
     assert json.loads(path.read_text())["command"] == expected
+
+
+def test_verdict_is_written_from_the_numbers():
+    from unetlib.report import seed_summary, verdict
+
+    arms = {"base": [0.70, 0.72, 0.74], "worse": [0.40, 0.41, 0.42], "same": [0.71, 0.73, 0.75]}
+    summaries = {a: seed_summary({f"{a}, seed {i}": _run(v, v) for i, v in enumerate(vals)})
+                 for a, vals in arms.items()}
+    data = {"summaries": summaries, "questions": {"q": ["base", "worse", "same"]}}
+    text = verdict(data, "q", "worse")
+    assert text.startswith("worse lowered SEG (beyond the paper: probability-seeded watershed) "
+                           "by 0.310")
+    assert text.endswith("more than the seeds' spread")
+    assert "raised" in verdict(data, "q", "same") and "within" in verdict(data, "q", "same")
+    assert "paper's way" in verdict(data, "q", "worse", method="components")
+    assert verdict(data, "q", "base", against="worse").startswith("base raised SEG")
