@@ -348,9 +348,9 @@ _UNCAPTIONED_JS = """() => [...document.querySelectorAll('.cell_output img')]
                     reason="Debian chromium and Playwright (make setup) needed")
 def test_a_reader_sees_every_page_whole_and_clean(built_book):
     """Every page of the built book in headless Chromium with no network, at a 1280-pixel
-    window: nothing wider than the text column, no Traceback and no stderr output (the step log
-    stays in Jupyter), no path of the machine that built it, and every picture of a notebook's
-    output in a figure with a caption."""
+    window: nothing wider than the text column, no Traceback, stderr output (the step log stays
+    in Jupyter) or warning in an output, no path of the machine that built it, and every picture
+    of a notebook's output in a figure with a caption."""
     import re
 
     machine_path = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|mnt|opt|var)/")
@@ -368,6 +368,9 @@ def test_a_reader_sees_every_page_whole_and_clean(built_book):
                 problems.append(f"{html.name}: a Traceback")
             if page.locator(".output.stderr").count():
                 problems.append(f"{html.name}: stderr output")
+            outputs = " ".join(page.locator(".cell_output").all_inner_texts())
+            if warning := re.search(r"\b\w*Warning\b", outputs):
+                problems.append(f"{html.name}: a {warning[0]} in an output")
             if machine_path.search(text):
                 problems.append(f"{html.name}: a machine path {machine_path.search(text)[0]}")
             if n := page.evaluate(_UNCAPTIONED_JS):
