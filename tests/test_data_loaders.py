@@ -593,3 +593,16 @@ def test_isbi_labels_of_0_and_255_read_the_same_in_any_integer_type(dtype):
 def test_isbi_label_without_membranes_is_refused():
     with pytest.raises(ValueError, match="no membrane pixels"):
         membranes_to_instances(np.full((8, 8), 255, np.uint8))
+
+
+def test_centre_crops_spread_and_crop():
+    from unetlib.data import Sample, centre_crops
+
+    frames = [Sample(np.full((40, 50), i / 10, np.float32), np.full((40, 50), i, np.int32),
+                     f"f{i}") for i in range(10)]
+    out = centre_crops(frames, 3, 16)
+    assert [s.name for s in out] == ["f0", "f4", "f9"]
+    assert all(s.image.shape == (16, 16) and s.labels.shape == (16, 16) for s in out)
+    assert centre_crops(frames, 20, 100)[0].image.shape == (40, 50)  # never larger than a frame
+    with pytest.raises(ValueError, match="size"):
+        centre_crops(frames, 1, 0)

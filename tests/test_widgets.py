@@ -375,16 +375,3 @@ def test_static_explorer_refuses_bad_arguments_by_name(samples):
         W.static_explorer(w, "w0", [1.0])
     with pytest.raises(ValueError, match="start"):
         W.static_explorer(w, "w0", [0.0, 1.0], start=3.0)
-
-
-def test_centre_crops_spread_and_crop():
-    from unetlib.data import Sample
-
-    frames = [Sample(np.full((40, 50), i / 10, np.float32), np.full((40, 50), i, np.int32),
-                     f"f{i}") for i in range(10)]
-    out = W.centre_crops(frames, 3, 16)
-    assert [s.name for s in out] == ["f0", "f4", "f9"]
-    assert all(s.image.shape == (16, 16) and s.labels.shape == (16, 16) for s in out)
-    assert W.centre_crops(frames, 20, 100)[0].image.shape == (40, 50)  # never larger than a frame
-    with pytest.raises(ValueError, match="size"):
-        W.centre_crops(frames, 1, 0)

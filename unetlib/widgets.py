@@ -397,25 +397,6 @@ def _dropdown(options: list[tuple[str, int]], index: int, text: str = "image") -
 # augmentation (section 3.1)
 
 
-def centre_crops(samples: Sequence[Any], n: int, size: int) -> list[Any]:
-    """``n`` samples spread evenly over ``samples``, each centre-cropped to ``size`` x ``size``
-    (image and labels alike), so that the explorers stay fast on large frames."""
-    from unetlib.data import Sample
-
-    if n < 1 or size < 1:
-        raise ValueError(f"n and size must be >= 1, got n={n!r}, size={size!r}")
-    idx = np.unique(np.linspace(0, len(samples) - 1, min(n, len(samples))).round().astype(int))
-    out = []
-    for i in idx:
-        s = samples[int(i)]
-        h, w = s.image.shape
-        y, x = max((h - size) // 2, 0), max((w - size) // 2, 0)
-        win = (slice(y, y + size), slice(x, x + size))
-        labels = None if s.labels is None else s.labels[win].copy()
-        out.append(Sample(s.image[win].copy(), labels, s.name))
-    return out
-
-
 def augment_arrays(
     image: np.ndarray,
     labels: np.ndarray | None,

@@ -21,12 +21,13 @@ from typing import Any
 
 from ..paths import data_root
 from .ctc import CTC_2D, KNOWN_DEFECTS
-from .dataset import Dataset, Sample
+from .dataset import Dataset, Sample, centre_crops
 from .fetch import fetch
 
 DATASETS: tuple[str, ...] = ("isbi2012", *CTC_2D, "livecell", "synthetic")
 
-__all__ = ["DATASETS", "Dataset", "KNOWN_DEFECTS", "Sample", "fetch", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "KNOWN_DEFECTS", "Sample", "centre_crops", "fetch",
+           "load_dataset"]
 
 
 def load_dataset(

@@ -1,4 +1,4 @@
-"""`Sample` and `Dataset`: what every loader returns."""
+"""`Sample` and `Dataset`: what every loader returns, and `centre_crops` of a few samples."""
 
 from __future__ import annotations
 
@@ -116,3 +116,20 @@ class Dataset(Sequence[Sample]):
 
     def __repr__(self) -> str:
         return f"Dataset(name={self.name!r}, split={self.split!r}, n={len(self)})"
+
+
+def centre_crops(samples: Sequence[Sample], n: int, size: int) -> list[Sample]:
+    """``n`` samples spread evenly over ``samples``, each centre-cropped to ``size`` x ``size``
+    (image and labels alike), so that the explorers stay fast on large frames."""
+    if n < 1 or size < 1:
+        raise ValueError(f"n and size must be >= 1, got n={n!r}, size={size!r}")
+    idx = np.unique(np.linspace(0, len(samples) - 1, min(n, len(samples))).round().astype(int))
+    out = []
+    for i in idx:
+        s = samples[int(i)]
+        h, w = s.image.shape
+        y, x = max((h - size) // 2, 0), max((w - size) // 2, 0)
+        win = (slice(y, y + size), slice(x, x + size))
+        labels = None if s.labels is None else s.labels[win].copy()
+        out.append(Sample(s.image[win].copy(), labels, s.name))
+    return out
