@@ -519,6 +519,12 @@ def test_index_states_the_committed_headline():
                      f"{seg(full)}", f"from {no_w['components']['merges']['mean']:.2f} to "
                      f"{full['components']['merges']['mean']:.2f} per test frame"):
             assert text in index, f"index.md should say {text!r}"
+    recipes_path = PROJECT_ROOT / "book" / "results" / "recipes.json"
+    if recipes_path.is_file():  # every arm's SEG (distance watershed) as the index quotes it
+        for arm, summary in json.loads(recipes_path.read_text())["summaries"].items():
+            seg = summary["distance"]["seg"]
+            text = f"{seg['mean']:.3f} ± {seg['sd']:.3f}"
+            assert text in index, f"index.md should say {text!r} ({arm})"
     # the GPU session's rows and the gold-only validation that silver_val replaced
     expected = {
         "gpu_paper": [("components", "paper's way, GPU: SEG **{mean:.3f}**"),
