@@ -525,6 +525,15 @@ def test_index_states_the_committed_headline():
             seg = summary["distance"]["seg"]
             text = f"{seg['mean']:.3f} ± {seg['sd']:.3f}"
             assert text in index, f"index.md should say {text!r} ({arm})"
+    tta_path = PROJECT_ROOT / "book" / "results" / "tta_em.json"
+    if tta_path.is_file():  # the EM stack's Rand and warping errors with and without TTA
+        arms = json.loads(tta_path.read_text())["summaries"]
+        for key in ("isbi_rand_error", "isbi_warping_error"):
+            a, b = (arms[arm]["components"][key] for arm in ("no TTA", "8-fold TTA"))
+            text = (f"{a['mean']:.4f} ± {a['sd']:.4f} without it and "
+                    f"{b['mean']:.4f} ± {b['sd']:.4f} with it" if key == "isbi_rand_error" else
+                    f"{a['mean']:.4f} ± {a['sd']:.4f} and {b['mean']:.4f} ± {b['sd']:.4f}")
+            assert text in index, f"index.md should say {text!r}"
     # the GPU session's rows and the gold-only validation that silver_val replaced
     expected = {
         "gpu_paper": [("components", "paper's way, GPU: SEG **{mean:.3f}**"),
