@@ -52,11 +52,12 @@ class TrainConfig:
     elastic_sigma: float = 10.0  # std (pixels) of the random grid displacements (paper: 10)
     elastic_points: int = 3  # control points per axis of the coarse grid (paper: 3 x 3)
     # "bspline" (the paper's coarse grid) or "gaussian": Simard et al.'s (2003) per-pixel noise
-    # smoothed by a Gaussian of elastic_smooth px, scaled by elastic_alpha (beyond the paper; the
-    # defaults match the paper's field's root-mean-square displacement on 256-px crops, ~8 px)
+    # smoothed by a Gaussian of elastic_smooth px, scaled by elastic_alpha (beyond the paper)
     elastic_field: str = "bspline"
+    # scale of the Gaussian field (with elastic_smooth 20: the paper's field's root-mean-square
+    # displacement on 256-px crops, about 8 px)
     elastic_alpha: float = 1000.0
-    elastic_smooth: float = 20.0
+    elastic_smooth: float = 20.0  # std (pixels) of the Gaussian that smooths the Gaussian field
     # optimisation
     optimizer: str = "sgd"  # "sgd" (paper), "nesterov" (Keras reproduction), "adam" (AMSGrad)
     lr: float = 0.01  # learning rate (the paper gives none)
