@@ -596,6 +596,14 @@ def test_every_picture_in_the_committed_book_has_a_caption_of_its_own(page):
         assert shown == _pictures(cell), f"{page} cell {i}: text captioned as a figure"
 
 
+@pytest.mark.parametrize("page", sorted(p.stem for p in (PROJECT_ROOT / "book").glob("*.ipynb")))
+def test_every_committed_page_stays_under_two_megabytes(page):
+    """The executed notebooks are committed: pictures and the explorers' precomputed slider
+    positions are budgeted so that no page passes 2 MB (JPEG, a few positions per slider)."""
+    size = (PROJECT_ROOT / "book" / f"{page}.ipynb").stat().st_size
+    assert size < 2_000_000, f"book/{page}.ipynb is {size / 1e6:.2f} MB"
+
+
 def test_a_corrupt_manifest_is_named_before_any_kernel_starts(tmp_path):
     from unetlib.book import PipelineError, run
 

@@ -355,7 +355,7 @@ def test_static_explorer_holds_each_picture_and_links_the_slider_in_the_page(sam
     pictures = [page.children[0].value for page in box.stack.children]
     for v, picture in zip(values, pictures, strict=True):
         explorer.set(**{control: v})
-        assert picture == W.encode_image(explorer.rgb, "jpeg", 80)
+        assert picture == W.encode_image(explorer.rgb, "jpeg", 75, subsampling=2)
     assert len(set(pictures)) == len(values)  # every value shows its own picture
     start = values.index(before[control]) if before[control] in values else 0
     assert box.slider.index == box.stack.selected_index == start
