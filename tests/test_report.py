@@ -535,3 +535,22 @@ def test_verdict_is_written_from_the_numbers():
     assert "raised" in verdict(data, "q", "same") and "within" in verdict(data, "q", "same")
     assert "paper's way" in verdict(data, "q", "worse", method="components")
     assert verdict(data, "q", "base", against="worse").startswith("base raised SEG")
+
+
+def test_training_conclusion_speaks_of_the_data_sets_measures():
+    from unetlib.report import seed_summary, training_conclusion
+
+    summary = seed_summary({f"seed {i}": _run(v, v + 0.3) for i, v in enumerate((0.2, 0.3))})
+    hela = training_conclusion("DIC-C2DH-HeLa", summary)
+    assert "SEG 0.250 the paper's way and 0.550" in hela and "the paper: 0.7756" in hela
+    assert training_conclusion("isbi2012", summary).startswith("_no result")
+    runs = {f"{arm}, seed {i}": {"instances": {"components": {"metrics": {
+        "seg": 0.5, "iou": 0.5, "merges": 1.0, "splits": 1.0, "isbi_rand_error": v,
+        "isbi_warping_error": v / 10}}}} for arm, vals in (("no TTA", (0.1, 0.12)),
+                                                          ("8-fold TTA", (0.3, 0.32)))
+        for i, v in enumerate(vals)}
+    tta = {"questions": {"tta": ["no TTA", "8-fold TTA"]},
+           "summaries": {a: seed_summary({k: r for k, r in runs.items() if k.startswith(a)})
+                         for a in ("no TTA", "8-fold TTA")}}
+    em = training_conclusion("isbi2012", summary, tta=tta)
+    assert "8-fold TTA raised Rand error by 0.2000" in em and "warping error" in em

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +254,6 @@ ISBI_ERRORS: dict[str, str] = {"isbi_rand_error": "Rand error", "isbi_info_error
 def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Over the runs of several seeds: for each instance method the test SEG, pixel IoU, merges
     and splits of every seed, their mean and sample standard deviation (0 for one seed)."""
-    import numpy as np
-
     out: dict[str, dict[str, Any]] = {}
     for method in METHOD_LABELS:
         recs = [r["instances"][method]["metrics"] for r in runs.values()
@@ -265,11 +263,23 @@ def seed_summary(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, A
         entry: dict[str, Any] = {"seeds": len(recs)}
         challenge = [k for k in ISBI_ERRORS if all(k in m for m in recs)]  # the EM stack
         for key in ("seg", "iou", "merges", "splits", *challenge):
-            values = [float(m[key]) for m in recs]
-            entry[key] = {"values": values, "mean": float(np.mean(values)),
-                          "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+            entry[key] = _spread([m[key] for m in recs])
         out[method] = entry
     return out
+
+
+def _spread(values: Sequence[float]) -> dict[str, Any]:
+    """A summary entry: the values, their mean and sample standard deviation (0 for one)."""
+    import numpy as np
+
+    values = [float(v) for v in values]
+    return {"values": values, "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+def _arm_of(run: str) -> str:
+    """The arm of a study's run name ``"<arm>, seed N"``."""
+    return run.rsplit(", seed", 1)[0]
 
 
 def _mean_sd(entry: Mapping[str, Any], digits: int | str = 3, spread: bool = True) -> str:
@@ -308,12 +318,19 @@ def describe_few_images(data: Mapping[str, Any], method: str | None = None) -> s
             + "\n".join(lines))
 
 
+def _compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float, float, bool]:
+    """Two summary entries: the difference of their means, the seeds' spread (the two standard
+    deviations added) and whether the difference exceeds it."""
+    diff, spread = a["mean"] - b["mean"], a["sd"] + b["sd"]
+    return diff, spread, abs(diff) > spread
+
+
 def _effect(label: str, a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str],
             digits: int = 3) -> str:
     """One bullet, ``label`` then a measure's mean ± sd in two arms (``names``), their difference
     and whether it exceeds the seeds' spread (the two standard deviations added)."""
-    diff, spread = a["mean"] - b["mean"], a["sd"] + b["sd"]
-    verdict = "larger than" if abs(diff) > spread else "within"
+    diff, spread, beyond = _compare(a, b)
+    verdict = "larger than" if beyond else "within"
     return (f"- {label} {a['mean']:.{digits}f} ± {a['sd']:.{digits}f} {names[0]}, "
             f"{b['mean']:.{digits}f} ± {b['sd']:.{digits}f} {names[1]}; difference "
             f"{diff:+.{digits}f}, {verdict} the seeds' spread ({spread:.{digits}f})")
@@ -361,21 +378,46 @@ def verdict(data: Mapping[str, Any], question: str, arm: str, method: str = "bey
     if method == "beyond":
         method = beyond_method(b)
     x, y = a[method][measure], b[method][measure]
-    diff, spread = x["mean"] - y["mean"], x["sd"] + y["sd"]
+    diff, _, beyond = _compare(x, y)
     name = {"seg": "SEG", "iou": "pixel IoU", "merges": "merged cells per frame",
             "splits": "split cells per frame", **ISBI_ERRORS}.get(measure, measure)
     digits = 4 if measure in ISBI_ERRORS else 3
     how = "raised" if diff > 0 else "lowered"
-    size = "more than" if abs(diff) > spread else "within"
+    size = "more than" if beyond else "within"
     of = "" if measure in ISBI_ERRORS else f" ({METHOD_LABELS[method]})"
     return (f"{arm} {how} {name}{of} by {abs(diff):.{digits}f} ({x['mean']:.{digits}f} ± "
             f"{x['sd']:.{digits}f} against {y['mean']:.{digits}f} ± {y['sd']:.{digits}f}), "
             f"{size} the seeds' spread")
 
 
+def training_conclusion(dataset: str, summary: Mapping[str, Any],
+                        recipes: Mapping[str, Any] | None = None,
+                        tta: Mapping[str, Any] | None = None) -> str:
+    """Markdown bullets ending the training chapter, written from its numbers: the chapter's
+    SEG both ways beside the paper's (cell data sets), each recipe of ``studies/recipes.py``
+    against the chapter's, and test-time augmentation (``studies/tta.py``: the challenge's Rand
+    and warping errors on ISBI 2012, SEG elsewhere), each with :func:`verdict`."""
+    lines = []
+    if "seg" in PAPER.get(dataset, {}):
+        beyond = beyond_method(summary)
+        lines.append(f"- This chapter's runs ({summary['components']['seeds']} seeds): SEG "
+                     f"{summary['components']['seg']['mean']:.3f} the paper's way and "
+                     f"{summary[beyond]['seg']['mean']:.3f} with the {METHOD_NAMES[beyond]} "
+                     f"(beyond the paper); the paper: {PAPER[dataset]['seg']}.")
+    if recipes:
+        lines += [f"- {verdict(recipes, 'recipes', arm)}."
+                  for arm in recipes["questions"]["recipes"][1:] if arm in recipes["summaries"]]
+    if tta and dataset == "isbi2012":  # the challenge's errors of the probability map
+        lines += [f"- {verdict(tta, 'tta', '8-fold TTA', method='components', measure=m)}."
+                  for m in ("isbi_rand_error", "isbi_warping_error")]
+    elif tta:
+        lines.append(f"- {verdict(tta, 'tta', '8-fold TTA')}.")
+    return "\n".join(lines) or "_no result to conclude from for this data set_"
+
+
 def _steps(data: Mapping[str, Any], arm: str | None = None) -> str:
     steps = {r.get("steps_done") for name, r in data["runs"].items()
-             if arm is None or name.rsplit(", seed", 1)[0] == arm}
+             if arm is None or _arm_of(name) == arm}
     return "/".join(str(s) for s in sorted(x for x in steps if x is not None)) or "?"
 
 
@@ -500,7 +542,7 @@ def _cell(entry: Mapping[str, Any] | None, digits: int | str = 3) -> str:
 
 
 def _single(value: float | None) -> dict[str, Any] | None:
-    return None if value is None else {"values": [float(value)], "mean": float(value), "sd": 0.0}
+    return None if value is None else _spread([value])
 
 
 def _arm_summaries(experiment: str, data: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -525,20 +567,17 @@ def _isbi_arms(experiment: str, data: Mapping[str, Any]) -> dict[str, dict[str, 
     """The challenge's errors of an EM experiment's arms over their seeds, from the runs' own
     metrics (runs ``<arm>, seed N``; summaries written before they kept these errors lack
     them)."""
-    import numpy as np
-
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for run, metrics in data["metrics"].items():
-        arm = run.rsplit(", seed", 1)[0] if ", seed" in run else experiment
-        groups.setdefault(arm if arm == experiment else f"{experiment}: {arm}", []).append(metrics)
+        arm = f"{experiment}: {_arm_of(run)}" if ", seed" in run else experiment
+        groups.setdefault(arm, []).append(metrics)
     out: dict[str, dict[str, Any]] = {}
     for arm, recs in groups.items():
         entry: dict[str, Any] = {"seeds": len(recs)}
         for key in ISBI_ERRORS:
-            values = [float(m[key]) for m in recs if m.get(key) is not None]
+            values = [m[key] for m in recs if m.get(key) is not None]
             if values:
-                entry[key] = {"values": values, "mean": float(np.mean(values)),
-                              "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+                entry[key] = _spread(values)
         out[arm] = entry
     return out
 
@@ -608,7 +647,7 @@ def _arm_runs(experiment: str, data: Mapping[str, Any]) -> dict[str, frozenset]:
         return {experiment: frozenset(runs.values())}
     if data.get("summaries"):
         return {f"{experiment}: {arm}": frozenset(run for name, run in runs.items()
-                                                  if name.rsplit(", seed", 1)[0] == arm)
+                                                  if _arm_of(name) == arm)
                 for arm in data["summaries"]}
     return {f"{experiment}: {name}": frozenset([run]) for name, run in runs.items()}
 
