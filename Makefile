@@ -1,7 +1,7 @@
 # unetlib: two commands for a newcomer.
 #   make book   set up, run every notebook with papermill (PROFILE=quick by default), build the HTML
 #   make test   set up, run the whole test suite
-# Other targets: setup, notebooks, html, bench, clean.
+# Other targets: setup, notebooks, html, bench (its own .venv-bench with the peers), clean.
 
 PYTHON  ?= python3
 VENV    := .venv
@@ -13,7 +13,7 @@ RUN_ARGS ?=
 BOOK_DIR := $(if $(and $(filter quick,$(PROFILE)),$(if $(strip $(RUN_ARGS)),,yes)),book,_build/runs/$(PROFILE))
 PYTEST_ARGS ?=
 
-.PHONY: setup book notebooks html test bench clean
+.PHONY: setup book notebooks html test bench bench-setup clean
 
 setup: $(VENV)/.setup-done node_modules/.setup-done
 
@@ -54,8 +54,24 @@ book: notebooks
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup
-	$(PY) benchmarks/run_all.py
+# The benchmarks' peers (kornia, MONAI, TorchIO, albumentations, batchgeneratorsv2) go into
+# .venv-bench only, so that the book's set-up stays lean: a virtualenv layered on .venv (a .pth
+# file adds .venv's packages, whose versions are its constraints), so torch is not installed twice.
+BENCH_VENV := .venv-bench
+bench-setup: $(BENCH_VENV)/.setup-done
+
+$(BENCH_VENV)/.setup-done: $(VENV)/.setup-done benchmarks/requirements-peers.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + \
+	  '/_unetlib_venv.pth', 'w').write(sys.argv[1] + '\n')" \
+	  "$$($(PY) -c 'import site; print(site.getsitepackages()[0])')"
+	$(PY) -m pip freeze --exclude-editable > $(BENCH_VENV)/constraints.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c $(BENCH_VENV)/constraints.txt \
+	  -r benchmarks/requirements-peers.txt
+	@touch $@
+
+bench: setup bench-setup
+	$(BENCH_VENV)/bin/python benchmarks/run_all.py
 
 clean:
-	rm -rf _build book/_vendor .pytest_cache
+	rm -rf _build book/_vendor .pytest_cache $(BENCH_VENV)

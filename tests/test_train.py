@@ -269,8 +269,8 @@ def test_run_made_before_an_option_existed_is_reused_and_found_from_anywhere(tmp
     first = T.train(tiny(tmp_path))
     path = tmp_path / "runs" / first["run"] / "result.json"
     old = json.loads(path.read_text())
-    for name in ("elastic_field", "elastic_alpha", "elastic_smooth"):
-        del old["config"][name]  # as written before the Gaussian field existed
+    for name in ("elastic_field", "elastic_alpha", "elastic_smooth", "channels_last", "amp_cpu"):
+        del old["config"][name]  # as written before these options existed
     old["checkpoint"] = "elsewhere/runs/best.pt"  # as a trainer in another folder saw it
     path.write_text(json.dumps(old))
     before = path.stat().st_mtime_ns
@@ -286,6 +286,61 @@ def test_run_made_before_an_option_existed_is_reused_and_found_from_anywhere(tmp
     old["config"]["w0"] = 3.0
     path.write_text(json.dumps(old))
     assert not T.train(tiny(tmp_path))["reused"]
+
+
+def test_batch_f1_by_comparison_equals_argmax_ties_included():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 17, 19, generator=g).round()  # rounded: many exact ties
+    target = torch.randint(0, 2, (3, 21, 23), generator=g)  # larger: a valid network's crop
+    pred = logits.argmax(1)
+    tgt = target[:, 2:19, 2:21]
+    tp = ((pred == 1) & (tgt == 1)).sum().item()
+    expected = 2 * tp / ((pred == 1).sum().item() + (tgt == 1).sum().item())
+    assert (logits[:, 0] == logits[:, 1]).any()
+    assert T._batch_f1(logits, target) == expected
+    three = torch.randn(2, 3, 8, 8, generator=g)  # other class counts keep the argmax
+    assert 0.0 <= T._batch_f1(three, torch.randint(0, 3, (2, 8, 8), generator=g)) <= 1.0
+
+
+@pytest.mark.parametrize("amp, amp_cpu, device, enabled", [
+    (True, False, "cpu", False), (True, True, "cpu", True), (False, True, "cpu", True),
+    (False, False, "cpu", False), (True, False, "cuda", True), (False, True, "cuda", False),
+])
+def test_training_autocast_follows_amp_on_cuda_and_amp_cpu_on_the_cpu(amp, amp_cpu, device,
+                                                                       enabled):
+    config = T.TrainConfig(amp=amp, amp_cpu=amp_cpu)
+    assert T.bf16_training(config, torch.device(device)) is enabled
+    if device == "cpu":  # an autocast for CUDA switches itself off on a machine without one
+        ac = T.training_autocast(config, torch.device(device))
+        assert ac._enabled is enabled and ac.fast_dtype == torch.bfloat16
+
+
+def test_fast_step_changes_only_the_rounding(tmp_path):
+    """channels_last keeps the arithmetic of the step up to the order of sums; bf16 autocast
+    rounds the forward pass to 8 bits of mantissa: the first losses agree accordingly, the
+    weights are kept channels-last, and the kept checkpoint loads into a plain model."""
+    losses = {}
+    for name, kw in {"fp32": {}, "cl": {"channels_last": True},
+                     "bf16": {"channels_last": True, "amp_cpu": True}}.items():
+        r = T.train(tiny(tmp_path / name, batch_norm=True, augment="all", reuse=False,
+                         steps=2, eval_every=2, **kw))
+        losses[name] = r["history"][0]["train_loss"]
+        assert all(np.isfinite(v) for v in r["metrics"].values() if isinstance(v, float))
+        model, _ = load_checkpoint(r["checkpoint"], map_location="cpu")
+        assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+    assert losses["cl"] == pytest.approx(losses["fp32"], rel=1e-4)
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=3e-2)
+    config = tiny(tmp_path, channels_last=True)
+    frames = T.prepare_frames(T.load_splits(config)[0], config, torch.device("cpu"))
+    run = T._build_run(config, 0, 1, torch.device("cpu"), tmp_path, frames, None)
+    conv = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fast_step_options_leave_old_keys_alone():
+    assert T.TrainConfig().key() == T.TrainConfig(channels_last=False, amp_cpu=False).key()
+    assert T.TrainConfig(channels_last=True).key() != T.TrainConfig().key()
+    assert T.TrainConfig(amp_cpu=True).key() != T.TrainConfig(channels_last=True).key()
 
 
 def test_reused_result_without_its_weights_is_recomputed(tmp_path):
@@ -325,6 +380,9 @@ def _kill_at_evaluation(monkeypatch, n: int) -> None:
     ({"steps": 6, "eval_every": 2, "lr_schedule": "poly"}, 2),
     # early stopping: the patience counter and the best score come back from last.pt
     ({"steps": 6, "eval_every": 2, "ema": 0.9}, 2),  # the weight average comes back too
+    # the fast step: channels-last weights and optimiser state, bf16 autocast on the CPU
+    ({"steps": 6, "eval_every": 2, "channels_last": True, "amp_cpu": True,
+      "batch_norm": True}, 2),
     ({"steps": 12, "eval_every": 1, "patience": 1, "lr": 0.05}, 3),  # stops early at step 11
     ({"steps": 12, "eval_every": 1, "patience": 1, "lr": 0.05}, 11),
     ({"steps": 12, "eval_every": 1, "patience": 2, "lr": 0.05}, 5),

@@ -91,6 +91,12 @@ class TrainConfig:
     seed: int = 0  # initial weights, crops and augmentation draws
     device: str = "auto"  # "auto" (CUDA if present), "cpu", "mps", "cuda" or "cuda:N"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    # bf16 autocast of the training steps on the CPU too (fast where the CPU has bf16
+    # instructions, e.g. AVX512-BF16 or AMX; slow emulation elsewhere); validation and test in fp32
+    amp_cpu: bool = False
+    # keep the network's weights and batches in channels-last (NHWC) memory: faster convolutions
+    # on CPU (benchmarks/bench_train_step.py) and GPU; the same arithmetic up to rounding
+    channels_last: bool = False
     out_dir: str = "runs"  # runs are kept in OUT_DIR/<dataset>-<hash of the options>
     resume: bool = True  # continue an interrupted run from its last.pt
     reuse: bool = True  # return a finished run with these options instead of retraining
@@ -153,7 +159,8 @@ class TrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the result (not where or how it is shown)."""
         skip = {"out_dir", "resume", "reuse", "progress", "device", "extra", "keep_checkpoints"}
-        for name in ("time_limit", "silver_val"):  # runs made before these options keep their keys
+        # runs made before these options keep their keys
+        for name in ("time_limit", "silver_val", "channels_last", "amp_cpu"):
             if not getattr(self, name):
                 skip.add(name)
         if self.elastic_field == "bspline":  # so do runs with the paper's field

@@ -60,7 +60,7 @@ _SMOKE_TRAIN = {
 _QUICK_TRAIN = {
     # sized so that `make book` (six training runs: three seeds here, one each for the EM
     # chapter, the augmentation ablation and the weight-map experiment) stays within 30 minutes
-    # on 2 CPU cores (AMD EPYC): about 0.37 s a step. BatchNorm (the LIVECell reproduction's
+    # on 2 CPU cores (AMD EPYC): about 0.14 s a step. BatchNorm (the LIVECell reproduction's
     # variant) learns the low-contrast DIC frames far faster than the paper's BN-free network.
     "dataset": "DIC-C2DH-HeLa",
     "image_size": 256,
@@ -79,6 +79,11 @@ _QUICK_TRAIN = {
     # checkpoints swing widely (book/results/budget_curve.json: test SEG 0.39-0.72 between
     # neighbouring checkpoints); the averaged weights' validation loss falls smoothly
     "ema": 0.99,
+    # the fast training step: channels-last memory and bf16 autocast on the CPU, 2.0x the steps
+    # per second of the fp32 step on 2 AMD EPYC cores (benchmarks/bench_train_step.py); test SEG
+    # within the seeds' spread of the fp32 step's (book/results/fast_step.json)
+    "channels_last": True,
+    "amp_cpu": True,
     # one 608 x 608 tile covers a 512 x 512 frame with its 44-pixel margins: 3x faster than
     # 256-pixel tiles on CPU, the same network
     "input_tile": 608,

@@ -185,20 +185,68 @@ def benchmark_table(data: Mapping[str, Any], columns: list[str] | None = None) -
     if columns is None:
         columns = [k for k in rows[0] if all(isinstance(r.get(k), (int, float, str, type(None)))
                                                for r in rows)]
-    hw = data.get("hardware", {})
-    where = ", ".join(str(hw[k]) for k in ("cpu", "gpu", "device_name", "device", "torch")
-                      if hw.get(k))
-    threads = hw.get("torch_threads") or hw.get("threads")
-    head = (f"Measured on {where or hw.get('processor', '?')}"
-            f"{f', {threads} threads' if threads else ''}, {hw.get('cpu_count', '?')} cores; "
-            f"command: `{data.get('command', '?')}`\n\n")
     table = {str(i): {c: r.get(c) for c in columns} for i, r in enumerate(rows)}
     body = metrics_table(table, columns).replace("| | ", "| # | ", 1)
     speedups = data.get("speedups") or {}
     if speedups:
         body += "\nSpeed-ups (ratio of images per second): " + "; ".join(
             f"{name}: {ratio:.2f}x" for name, ratio in speedups.items()) + ".\n"
-    return head + body
+    return _measured_on(data) + body
+
+
+def _measured_on(data: Mapping[str, Any]) -> str:
+    """The line above a benchmark's table: hardware, threads, cores and the command."""
+    hw = data.get("hardware", {})
+    where = ", ".join(str(hw[k]) for k in ("cpu", "gpu", "device_name", "device", "torch")
+                      if hw.get(k))
+    threads = hw.get("torch_threads") or hw.get("threads")
+    return (f"Measured on {where or hw.get('processor', '?')}"
+            f"{f', {threads} threads' if threads else ''}, {hw.get('cpu_count', '?')} cores; "
+            f"command: `{data.get('command', '?')}`\n\n")
+
+
+def peers_table(data: Mapping[str, Any]) -> str:
+    """Markdown: ``benchmarks/bench_elastic_peers.py``, every library's elastic deformation of
+    the same batch: what it computes (field, interpolation, whether it equals the paper's
+    B-spline deformation), images per second, unetlib's speed against it; then the ratio to the
+    fastest peer whose output is not the paper's."""
+    w = data["workload"]
+    lines = ["| library | equals the paper's deformation | field | interpolation (image / "
+             "labels) | calls | images/s | unetlib's images/s over its |",
+             "|---|---|---|---|---|---|---|"]
+    for r in data["results"]:
+        ratio = data["ratios"].get(r["method"])
+        lines.append(f"| {r['method']} | {'yes' if r['exact'] else 'no'} | {r['field']} | "
+                     f"{r['interpolation']} | {r['calls']} | {r['images_per_s']:.1f} | "
+                     f"{f'{ratio:.1f}x' if ratio else '-'} |")
+    fastest = data.get("fastest_inexact")
+    tail = (f"\n{w['batch']} images of {w['size'][0]} x {w['size'][1]} pixels with their label "
+            f"maps, one field per image.")
+    if fastest:
+        tail += (f" The fastest library whose output is not the paper's deformation, "
+                 f"{fastest['method']}, deforms {fastest['images_per_s']:.1f} images/s; unetlib, "
+                 f"exact, {data['unetlib_over_fastest_inexact']:.1f}x as many.")
+    return _measured_on(data) + "\n".join(lines) + "\n" + tail + "\n"
+
+
+def train_step_table(data: Mapping[str, Any]) -> str:
+    """Markdown: where one training step's time goes (``benchmarks/bench_train_step.py``), one
+    row per variant: the median milliseconds of each phase, of the whole step as the loop runs
+    it, its steps per second and its speed-up over the step as it was."""
+    results = data["results"]
+    phases = list(next(iter(results.values()))["phase_median_s"])
+    lines = ["| step | " + " | ".join(phases) + " | whole step | steps/s | speed-up |",
+             "|---" * (len(phases) + 4) + "|"]
+    for name, r in results.items():
+        cells = [f"{r['phase_median_s'][p] * 1000:.1f}" for p in phases]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['median_s_per_step'] * 1000:.1f}"
+                     f" | {r['steps_per_s']:.2f} | {r['speedup_vs_before']:.2f}x |")
+    w = data["workload"]
+    note = (f"\nMilliseconds (medians of {w['steps_timed']} steps per variant, alternated in "
+            f"{w['rounds']} rounds) on {w['dataset']}: {w['batch_size']} crops of "
+            f"{w['crop']} x {w['crop']} pixels, depth {w['depth']}, {w['base_channels']} "
+            f"channels, the {w['profile']} profile's options.\n")
+    return _measured_on(data) + "\n".join(lines) + "\n" + note
 
 
 def record_experiment(path: str | os.PathLike, experiment: str, profile: str,
@@ -359,9 +407,17 @@ def describe_ablation(data: Mapping[str, Any], page: str) -> str:
 
 
 def _study_header(data: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
-    return (f"{summary['components']['seeds']} seeds an arm, {_steps(data)} steps a run, on "
-            f"{data['hardware']['cpu']} ({data['hardware']['cpu_count']} cores); "
-            f"`{data['command']}`:")
+    return (f"{summary['components']['seeds']} seeds an arm, {_steps(data)} steps a run "
+            f"({_step_arithmetic(data)}), on {data['hardware']['cpu']} "
+            f"({data['hardware']['cpu_count']} cores); `{data['command']}`:")
+
+
+def _step_arithmetic(data: Mapping[str, Any]) -> str:
+    """How a study's runs computed their training steps: fp32, or bf16 autocast on the CPU
+    (``amp_cpu``; a run recorded before the option existed was fp32), or both."""
+    kinds = {"bf16" if (r.get("config") or {}).get("amp_cpu") else "fp32"
+             for r in data.get("runs", {}).values()}
+    return " and ".join(sorted(kinds, reverse=True)) + " training steps"
 
 
 def verdict(data: Mapping[str, Any], question: str, arm: str, method: str = "beyond",

@@ -417,6 +417,8 @@ def _build_run(config: TrainConfig, rank: int, world: int, device: torch.device,
     """The model (input scale from ``train_f``), its optimiser, EMA and augmentation, and the
     seeded generators; returns them as a :class:`_Run` whose ``net`` is still the bare model."""
     model = build_model(config, train_f).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(config, model.parameters())
     ema = _ema(model, config.ema)
     augment = _augmenter(config)
@@ -470,6 +472,8 @@ def _train_step(run: _Run, step: int, rows: slice,
     weight = weight[rows] if weight is not None else None
     if run.augment is not None:
         image, target, weight = _apply_augment(run.augment, image, target, weight, run.aug_gen)
+    if config.channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
     with autocast:
         logits = run.net(image)
     loss = compute_loss(config, logits.float(), target, weight)
@@ -483,6 +487,19 @@ def _train_step(run: _Run, step: int, rows: slice,
     if run.ema is not None:
         run.ema.update_parameters(run.model)
     return loss, logits, target
+
+
+def training_autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
+    """The training step's autocast: bf16 on CUDA with ``amp``, on the CPU with ``amp_cpu``,
+    otherwise disabled (fp32). The loss is always computed in fp32."""
+    kind = device.type if device.type in ("cuda", "cpu") else "cpu"
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16_training(config, device))
+
+
+def bf16_training(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the training step runs under bf16 autocast on ``device``."""
+    return bool((config.amp and device.type == "cuda")
+                or (config.amp_cpu and device.type == "cpu"))
 
 
 def _logged_loss(loss: torch.Tensor, world: int) -> float:
@@ -500,7 +517,9 @@ def _batch_f1(logits: torch.Tensor, target: torch.Tensor) -> float:
     """Returns the pixel F1 of the cell class on a training batch (1.0 when neither the
     prediction nor the target has a cell pixel): the running ``train_f1`` of the history."""
     with torch.no_grad():
-        pred = logits.argmax(1)
+        # two classes: the comparison is argmax (ties to class 0) without its slow strided
+        # reduction over a dimension of size 2 (about 9 ms a step of 2 x 256 x 256 on 2 cores)
+        pred = (logits[:, 1] > logits[:, 0]).long() if logits.shape[1] == 2 else logits.argmax(1)
         tgt = center_crop(target, pred.shape[-2:])
         tp = ((pred == 1) & (tgt == 1)).sum().item()
         denom = (pred == 1).sum().item() + (tgt == 1).sum().item()
@@ -582,8 +601,7 @@ def _train_steps(run: _Run, progress: _Progress) -> None:
     config, rank, world = run.config, run.rank, run.world
     local_batch = config.batch_size // world
     rows = slice(rank * local_batch, (rank + 1) * local_batch)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
-                              enabled=config.amp and run.device.type == "cuda")
+    autocast = training_autocast(config, run.device)
     bar = tqdm(total=config.steps, initial=progress.step,
                disable=not config.progress or rank != 0, desc=f"train {config.run_name()}",
                unit="step")
