@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from unetlib import Augment
+from unetlib.augment import parameters
 
 N, H, W = 3, 40, 32
 
@@ -170,3 +171,55 @@ def test_compiled_matches_eager():
     torch.testing.assert_close(fused[0], eager[0], atol=1e-5, rtol=0)
     assert (fused[1] != eager[1]).float().mean() <= 1e-3
     torch.testing.assert_close(fused[2], eager[2], atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# given parameters: Augment.apply, parameters, coordinates (the explorer's path)
+
+
+def test_apply_with_the_drawn_parameters_is_forward():
+    aug = Augment()
+    x = torch.rand(2, 1, 40, 48, generator=torch.Generator().manual_seed(1))
+    lab = torch.randint(0, 5, (2, 40, 48), generator=torch.Generator().manual_seed(2))
+    out = aug(x, lab, generator=torch.Generator().manual_seed(7))
+    draws = aug._draw(2, torch.Generator().manual_seed(7), 40, 48)
+    again = aug.apply(x, lab, None, draws)
+    assert torch.equal(out[0], again[0]) and torch.equal(out[1], again[1])
+
+
+def test_given_parameters_rotate_shift_and_respect_switched_off_parts():
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    quarter = parameters(rotation=90.0)
+    rotated = Augment(gray=False).apply(x, None, None, quarter)[0]
+    torch.testing.assert_close(rotated[0, 0], torch.rot90(x[0, 0], -1), atol=1e-5, rtol=0)
+    unrotated = Augment(gray=False, rotation=False).apply(x, None, None, quarter)[0]
+    torch.testing.assert_close(unrotated, x, atol=1e-5, rtol=0)
+    shifted = Augment(gray=False).apply(x, None, None, parameters(shift=(5.0, -3.0)))[0]
+    torch.testing.assert_close(shifted[0, 0, :-5, 3:], x[0, 0, 5:, :-3], atol=1e-5, rtol=0)
+
+
+def test_coordinates_are_where_apply_samples():
+    """Nearest-neighbour labels that number every pixel: each output pixel holds the input
+    pixel at its rounded pull coordinate."""
+    h, w = 30, 34
+    ids = torch.arange(h * w).reshape(1, h, w)
+    draws = parameters(rotation=20.0, shift=(2.5, -1.0),
+                       elastic=torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(4),
+                                           dtype=torch.float64) * 4)
+    aug = Augment(gray=False)
+    _, out, _ = aug.apply(torch.zeros(1, 1, h, w), ids, None, draws)
+    c = aug.coordinates(draws, (h, w))[0]
+    inside = (c[0] >= 0) & (c[0] <= h - 1) & (c[1] >= 0) & (c[1] <= w - 1)
+    r = torch.floor(c + 0.5).long()
+    expected = r[0] * w + r[1]
+    assert inside.float().mean() > 0.6
+    assert (out[0][inside] == expected[inside]).float().mean() > 0.999
+
+
+@pytest.mark.parametrize("kw, match", [({"elastic": torch.zeros(3, 3)}, "elastic"),
+                                       ({"rotation": float("nan")}, "rotation"),
+                                       ({"shift": (0.0, float("inf"))}, "shift x"),
+                                       ({"gamma": float("inf")}, "gamma")])
+def test_parameters_reject_bad_values_naming_them(kw, match):
+    with pytest.raises(ValueError, match=match):
+        parameters(**kw)

@@ -20,11 +20,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from unetlib.elastic import MODES, _warp
+from unetlib.elastic import MODES, _warp, pull_coordinates
 
 FIELDS = ("bspline", "gaussian")
 
-__all__ = ["Augment"]
+__all__ = ["Augment", "parameters"]
 
 
 class Augment(nn.Module):
@@ -172,24 +172,25 @@ class Augment(nn.Module):
             ``(image, labels, weights)`` with the same shapes, dtypes and device
             (``None`` stays ``None``).
         """
-        if not isinstance(image, Tensor) or image.ndim != 4 or not image.is_floating_point():
-            raise ValueError("image: expected a floating point tensor (N, C, H, W)")
+        _check_batch(image, labels, weights)
         n, _, h, w = image.shape
-        for name, t in (("labels", labels), ("weights", weights)):
-            if t is not None and (not isinstance(t, Tensor) or tuple(t.shape) != (n, h, w)):
-                raise ValueError(
-                    f"{name}: expected shape {(n, h, w)}, got {getattr(t, 'shape', t)}"
-                )
-            if t is not None and t.device != image.device:
-                raise ValueError(f"{name}: on {t.device}, image on {image.device}")
-        if labels is not None and labels.is_floating_point():
-            raise TypeError(f"labels: expected an integer tensor, got {labels.dtype}")
-        if weights is not None and not weights.is_floating_point():
-            raise TypeError(f"weights: expected a floating point tensor, got {weights.dtype}")
+        r = self._draw(n, generator or self.generator, h, w)
+        return self.apply(image, labels, weights, r)
 
+    def apply(
+        self,
+        image: Tensor,
+        labels: Tensor | None,
+        weights: Tensor | None,
+        draws: dict[str, Tensor],
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Augment a batch with given parameters instead of random ones: ``draws`` as made by
+        :func:`parameters` (or drawn by :meth:`forward`), one row per sample. The parts switched
+        off on this module are left out, whatever ``draws`` holds."""
+        _check_batch(image, labels, weights)
+        h, w = image.shape[-2:]
         dev = image.device
-        r = {k: v.to(dev) for k, v in self._draw(n, generator or self.generator, h, w).items()}
-
+        r = {k: v.to(dev) for k, v in draws.items()}
         xs, orders = [image], [3]
         if labels is not None:
             xs.append(labels[:, None])
@@ -217,6 +218,13 @@ class Augment(nn.Module):
         lab = next(it)[:, 0] if labels is not None else None
         wmap = next(it)[:, 0] if weights is not None else None
         return out, lab, wmap
+
+    def coordinates(self, draws: dict[str, Tensor], shape: tuple[int, int]) -> Tensor:
+        """The pull coordinates ``(N, 2, H, W)`` of :meth:`apply` with the paper's B-spline
+        field (see the class docstring): where each output pixel samples the input."""
+        h, w = shape
+        disp = draws["elastic"] if self.elastic else torch.zeros_like(draws["elastic"])
+        return pull_coordinates(disp, (h, w), self._affine(draws, h, w))
 
     def _affine(self, r: dict[str, Tensor], h: int, w: int) -> Tensor:
         """(N, 2, 3) map ``u -> R F (u - m) + m + s`` in (row, col) pixel coordinates."""
@@ -247,3 +255,54 @@ class Augment(nn.Module):
         c = r["contrast"].to(x.dtype).view(view)
         b = r["brightness"].to(x.dtype).view(view)
         return (v - mean) * c + mean + b
+
+
+def _check_batch(image: Tensor, labels: Tensor | None, weights: Tensor | None) -> None:
+    """Shapes, dtypes and devices of an :class:`Augment` batch (errors name the argument)."""
+    if not isinstance(image, Tensor) or image.ndim != 4 or not image.is_floating_point():
+        raise ValueError("image: expected a floating point tensor (N, C, H, W)")
+    n, _, h, w = image.shape
+    for name, t in (("labels", labels), ("weights", weights)):
+        if t is not None and (not isinstance(t, Tensor) or tuple(t.shape) != (n, h, w)):
+            raise ValueError(
+                f"{name}: expected shape {(n, h, w)}, got {getattr(t, 'shape', t)}"
+            )
+        if t is not None and t.device != image.device:
+            raise ValueError(f"{name}: on {t.device}, image on {image.device}")
+    if labels is not None and labels.is_floating_point():
+        raise TypeError(f"labels: expected an integer tensor, got {labels.dtype}")
+    if weights is not None and not weights.is_floating_point():
+        raise TypeError(f"weights: expected a floating point tensor, got {weights.dtype}")
+
+
+def parameters(
+    *,
+    flip: tuple[bool, bool] = (False, False),
+    shift: tuple[float, float] = (0.0, 0.0),
+    rotation: float = 0.0,
+    elastic: Tensor | None = None,
+    gamma: float = 1.0,
+    contrast: float = 1.0,
+    brightness: float = 0.0,
+) -> dict[str, Tensor]:
+    """The parameters of one augmentation, given instead of drawn, for :meth:`Augment.apply`
+    (one sample): ``flip`` of (rows, columns), ``shift`` in pixels, ``rotation`` in degrees,
+    ``elastic`` the ``(2, p, p)`` control displacements in pixels (none: no elastic
+    deformation), ``gamma``, ``contrast`` and ``brightness`` as in the class docstring."""
+    f64 = {"dtype": torch.float64}
+    disp = torch.zeros((2, 3, 3), **f64) if elastic is None else torch.as_tensor(elastic, **f64)
+    if disp.ndim != 3 or disp.shape[0] != 2:
+        raise ValueError(f"elastic: expected shape (2, p0, p1), got {tuple(disp.shape)}")
+    for name, v in (("rotation", rotation), ("gamma", gamma), ("contrast", contrast),
+                    ("brightness", brightness), *zip(("shift y", "shift x"), shift, strict=True)):
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    return {
+        "flip": torch.tensor([list(flip)]),
+        "shift": torch.tensor([list(shift)], **f64),
+        "angle": torch.tensor([math.radians(float(rotation))], **f64),
+        "elastic": disp[None],
+        "gamma": torch.tensor([float(gamma)], **f64),
+        "contrast": torch.tensor([float(contrast)], **f64),
+        "brightness": torch.tensor([float(brightness)], **f64),
+    }

@@ -385,6 +385,20 @@ def _spline_weights(x: Any, order: int) -> tuple[Any, ...]:
     return w0, w1, w2, 1 - w0 - w1 - w2
 
 
+def pull_coordinates(
+    displacement: Tensor, shape: tuple[int, int], affine: Tensor | None = None
+) -> Tensor:
+    """The pull coordinates ``(N, 2, H, W)`` (float64, row then column) at which
+    :func:`deform_grid` samples its inputs for control ``displacement`` ``(N, 2, p0, p1)`` on an
+    image of ``shape``, after the optional ``(N, 2, 3)`` ``affine`` of :class:`unetlib.Augment`:
+    the same computation as the warp's own (for drawing a deformed lattice, say)."""
+    disp = _as_displacement(displacement, None)
+    h, w = shape
+    ay = _cached("control", (h, 0, h, disp.shape[-2]), torch.float64, disp.device)
+    ax = _cached("control", (w, 0, w, disp.shape[-1]), torch.float64, disp.device)
+    return torch.stack(_coordinates(disp, ay, ax, 0, 0, affine), 1)
+
+
 def _coordinates(
     disp: Tensor,
     ay: Tensor,

@@ -79,9 +79,9 @@ _QUICK_TRAIN = {
     # checkpoints swing widely (book/results/budget_curve.json: test SEG 0.39-0.72 between
     # neighbouring checkpoints); the averaged weights' validation loss falls smoothly
     "ema": 0.99,
-    # the fast training step: channels-last memory and bf16 autocast on the CPU, 2.0x the steps
-    # per second of the fp32 step on 2 AMD EPYC cores (benchmarks/bench_train_step.py); test SEG
-    # within the seeds' spread of the fp32 step's (book/results/fast_step.json)
+    # the fast training step: channels-last memory and bf16 autocast on the CPU, 2.4x the
+    # steps per second of the fp32 step on 2 AMD EPYC cores (benchmarks/bench_train_step.py);
+    # test SEG within the seeds' spread of the fp32 step's (book/results/fast_step.json)
     "channels_last": True,
     "amp_cpu": True,
     # one 608 x 608 tile covers a 512 x 512 frame with its 44-pixel margins: 3x faster than

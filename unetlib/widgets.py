@@ -18,8 +18,8 @@ Design: every view is drawn with NumPy and Pillow straight into an ``ipywidgets.
 bytes), not through matplotlib figures. This keeps one update well under 200 ms at 512 x 512 on
 one CPU core (``benchmarks/bench_widgets.py``), and because the picture is the widget's value it
 is saved with the widget state: an executed notebook shows the last picture without a kernel.
-What does not depend on a control is computed once and cached: the image's spline coefficients
-(augmentation), the distances d1, d2 of every frame (weight map; w0 and sigma are then
+What does not depend on a control is computed once and cached: the "before" panel
+(augmentation, which then runs :class:`unetlib.Augment` itself), the distances d1, d2 of every frame (weight map; w0 and sigma are then
 arithmetic), the probabilities of every image (prediction; a threshold change only
 re-thresholds and re-scores).
 
@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
-from scipy import ndimage as ndi
 
 from unetlib.plots import ARROW, CONTOUR, FN, FP, GRID, MERGE, SPLIT, TP, overlay
 
@@ -410,53 +409,38 @@ def augment_arrays(
     gamma: float = 1.0,
     contrast: float = 1.0,
     brightness: float = 0.0,
-    coefficients: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """One explicit augmentation: the geometry and gray-value map of :class:`unetlib.Augment`.
+    """One explicit augmentation of a NumPy frame by :class:`unetlib.Augment` itself
+    (:meth:`~unetlib.Augment.apply` with :func:`unetlib.augment.parameters`): elastic control
+    displacements ``sigma * noise`` (``noise``: (2, p, p) standard normal draws), ``rotation`` in
+    degrees, ``shift`` in pixels, no flip, then the gray values (left alone at gamma 1,
+    contrast 1, brightness 0).
 
-    Output pixel ``x`` (row, col) pulls from ``c = R (x + d(x) - m) + m + s`` (``m`` the image
-    centre, ``R`` the rotation by ``rotation`` degrees, ``s = shift`` in pixels), where ``d`` is
-    the elastic field of the control displacements ``sigma * noise`` (``noise``: (2, p, p)
-    standard normal draws; :func:`unetlib.elastic.displacement_field`, cubic B-spline, corners
-    included). The image is sampled with a cubic B-spline, labels with nearest neighbour, borders
-    mirrored. Gray values: ``v = ((x - lo) / (hi - lo)) ** gamma`` back to [lo, hi], then
-    ``(v - mean) * contrast + mean + brightness`` (as ``Augment``; no flip here).
-
-    Returns a dict with ``image`` (float32), ``labels`` (int32 or absent), ``coords`` (2, H, W)
-    float64 pull coordinates and ``field`` (2, H, W) the elastic displacement in pixels.
+    Returns a dict with ``image`` (float32), ``labels`` (the input's dtype, or absent),
+    ``coords`` (2, H, W) float64 pull coordinates and ``field`` (2, H, W) the elastic
+    displacement in pixels.
     """
     import torch
 
+    from unetlib.augment import Augment, parameters
     from unetlib.elastic import displacement_field
 
-    h, w = image.shape
     noise = np.asarray(noise, dtype=np.float64)
     if noise.ndim != 3 or noise.shape[0] != 2:
         raise ValueError(f"noise must have shape (2, p0, p1), got {noise.shape}")
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
-    field = displacement_field(torch.from_numpy(noise * float(sigma)), (h, w))[0].numpy()
-    ang = math.radians(float(rotation))
-    cos, sin = math.cos(ang), math.sin(ang)
-    my, mx = (h - 1) / 2.0, (w - 1) / 2.0
-    uy = field[0] + (np.arange(h, dtype=np.float64)[:, None] - my)
-    ux = field[1] + (np.arange(w, dtype=np.float64)[None, :] - mx)
-    cy = cos * uy - sin * ux + (my + float(shift[0]))
-    cx = sin * uy + cos * ux + (mx + float(shift[1]))
-    coords = np.stack([cy, cx])
-    if coefficients is None:
-        coefficients = ndi.spline_filter(image.astype(np.float64), order=3, mode="mirror")
-    out = ndi.map_coordinates(coefficients, coords, order=3, mode="mirror", prefilter=False,
-                              output=np.float32)
-    if (gamma, contrast, brightness) != (1.0, 1.0, 0.0):
-        lo, hi = float(out.min()), float(out.max())
-        span = max(hi - lo, np.finfo(np.float32).tiny)
-        v = np.clip((out - lo) / span, 0, 1) ** np.float32(gamma) * span + lo
-        mean = v.mean(dtype=np.float64)
-        out = ((v - mean) * contrast + mean + brightness).astype(np.float32)
-    result = {"image": out, "coords": coords, "field": field}
-    if labels is not None:
-        result["labels"] = ndi.map_coordinates(labels, coords, order=0, mode="mirror")
+    draws = parameters(shift=shift, rotation=rotation, elastic=torch.from_numpy(noise * sigma),
+                       gamma=gamma, contrast=contrast, brightness=brightness)
+    augment = Augment(gray=(gamma, contrast, brightness) != (1.0, 1.0, 0.0))
+    lab = torch.from_numpy(np.ascontiguousarray(labels))[None] if labels is not None else None
+    out, lab_out, _ = augment.apply(torch.from_numpy(image.astype(np.float32))[None, None],
+                                    lab, None, draws)
+    result = {"image": out[0, 0].numpy(),
+              "coords": augment.coordinates(draws, image.shape)[0].numpy(),
+              "field": displacement_field(draws["elastic"], image.shape)[0].numpy()}
+    if lab_out is not None:
+        result["labels"] = lab_out[0].numpy()
     return result
 
 
@@ -527,7 +511,7 @@ def augmentation_explorer(
                                  layout=widgets.Layout(width="120px")),
     }
     rng_state = {"seed": int(seed)}
-    cache: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}  # coefficients, "before" panel
+    cache: dict[int, tuple[np.ndarray, int]] = {}  # the "before" panel and its lattice
 
     def before_change(name: str) -> None:
         if name == "reseed":
@@ -540,22 +524,20 @@ def augmentation_explorer(
         h, w = image.shape
         spacing = grid_spacing or max(8, int(round(max(h, w) / 12)))
         if i not in cache:
-            cache.clear()  # one image at a time: the coefficients are float64 (H, W)
-            coef = ndi.spline_filter(image.astype(np.float64), order=3, mode="mirror")
+            cache.clear()  # one image at a time
             before = _gray(image)
             before[:, ::spacing] = GRID
             before[::spacing, :] = GRID
             if labels is not None:
                 before[_edges(labels)] = CONTOUR
-            cache[i] = (coef, before, spacing)
-        coef, before, spacing = cache[i]
+            cache[i] = (before, spacing)
+        before, spacing = cache[i]
         p = int(v["points"])
         noise = np.random.default_rng(rng_state["seed"]).standard_normal((2, p, p))
         out = augment_arrays(
             image, labels, noise, sigma=float(v["sigma"]), rotation=float(v["rotation"]),
             shift=(float(v["shift_y"]), float(v["shift_x"])), gamma=float(v["gamma"]),
             contrast=float(v["contrast"]), brightness=float(v["brightness"]),
-            coefficients=coef,
         )
         after = _gray(out["image"])
         after[_grid_lines(out["coords"][0], out["coords"][1], spacing)] = GRID
