@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
+from unetlib.interrupt import run_command, sigterm_as_interrupt
 from unetlib.paths import PROJECT_ROOT
 from unetlib.profiles import (
     NOTEBOOKS,
@@ -452,27 +452,23 @@ def main(argv: list[str] | None = None) -> int:
                          help="the HTML goes to OUTPUT/_build/html (default: the project for "
                               "book/, else the book folder itself)")
     args = parser.parse_args(argv)
-    try:
-        with sigterm_as_interrupt():
-            if args.command == "run":
-                start = time.perf_counter()
-                run(args.profile, args.only, dict(args.parameter), output_dir=args.output_dir)
-                print(f"{'the notebooks' if args.only else 'all notebooks'} ran in "
-                      f"{time.perf_counter() - start:.0f} s")
-            else:
-                output = args.output
-                if output is None:
-                    same = args.book_dir.resolve() == BOOK_DIR.resolve()
-                    output = PROJECT_ROOT if same else args.book_dir
-                print(f"built {build(book_dir=args.book_dir, output=output)}")
-    except (PipelineError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        ignore_further_interrupts()
-        print("interrupted; no partly executed notebook was left in the book", file=sys.stderr)
-        return 130
-    return 0
+
+    def body() -> int:
+        if args.command == "run":
+            start = time.perf_counter()
+            run(args.profile, args.only, dict(args.parameter), output_dir=args.output_dir)
+            print(f"{'the notebooks' if args.only else 'all notebooks'} ran in "
+                  f"{time.perf_counter() - start:.0f} s")
+        else:
+            output = args.output
+            if output is None:
+                same = args.book_dir.resolve() == BOOK_DIR.resolve()
+                output = PROJECT_ROOT if same else args.book_dir
+            print(f"built {build(book_dir=args.book_dir, output=output)}")
+        return 0
+
+    return run_command(body, "no partly executed notebook was left in the book",
+                       (PipelineError, ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ lines of :mod:`unetlib.book`, :mod:`unetlib.train` and :mod:`unetlib.data` run u
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -40,3 +41,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(body: Callable[[], int], interrupted: str,
+                errors: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)) -> int:
+    """The exit status of a command line's ``body`` run under :func:`sigterm_as_interrupt`:
+    its own, 1 after one of ``errors`` (printed as ``error: ...``, not raised), 130 after an
+    interrupt (Ctrl-C or SIGTERM; ``interrupted`` says what was kept or removed)."""
+    try:
+        with sigterm_as_interrupt():
+            return body()
+    except errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        ignore_further_interrupts()
+        print(f"interrupted; {interrupted}", file=sys.stderr)
+        return 130

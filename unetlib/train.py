@@ -47,7 +47,7 @@ from unetlib.evaluate import (
     validation_seg,
 )
 from unetlib.instances import METHODS
-from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
+from unetlib.interrupt import run_command
 from unetlib.losses import center_crop
 from unetlib.model import save_checkpoint
 from unetlib.provenance import command_line, hardware, write_json_atomic
@@ -787,22 +787,18 @@ def main(argv: list[str] | None = None) -> int:
     Returns the exit status: 0 on success, 1 on a bad option or missing data (printed, not
     raised), 130 when interrupted (the last checkpoint is kept for resuming)."""
     args = vars(parser().parse_args(argv))
-    try:
-        with sigterm_as_interrupt():
-            result = train(TrainConfig(**args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        ignore_further_interrupts()
-        print("interrupted; the last checkpoint is kept (rerun to resume)", file=sys.stderr)
-        return 130
-    if "metrics" in result:
-        print(json.dumps({"run": result["run"], "metrics": result["metrics"],
-                          "wall_seconds": result["wall_seconds"]}, indent=2))
+
+    def body() -> int:
+        result = train(TrainConfig(**args))
+        if "metrics" in result:
+            print(json.dumps({"run": result["run"], "metrics": result["metrics"],
+                              "wall_seconds": result["wall_seconds"]}, indent=2))
+        return 0
+
+    status = run_command(body, "the last checkpoint is kept (rerun to resume)")
     if dist.is_initialized():
         dist.destroy_process_group()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ bytes), not through matplotlib figures. This keeps one update well under 200 ms 
 one CPU core (``benchmarks/bench_widgets.py``), and because the picture is the widget's value it
 is saved with the widget state: an executed notebook shows the last picture without a kernel.
 What does not depend on a control is computed once and cached: the "before" panel
-(augmentation, which then runs :class:`unetlib.Augment` itself), the distances d1, d2 of every frame (weight map; w0 and sigma are then
-arithmetic), the probabilities of every image (prediction; a threshold change only
-re-thresholds and re-scores).
+(augmentation, which then runs :class:`unetlib.Augment` itself), the distances d1, d2 of every
+frame (weight map; w0 and sigma are then arithmetic), the probabilities of every image
+(prediction; a threshold change only re-thresholds and re-scores).
 
 Each explorer exposes ``controls`` (name -> widget; set ``.value`` or call ``.click()`` on a
 button to drive it from code), ``set(**values)`` (several controls, one redraw), ``state`` (the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unetlib.interrupt import ignore_further_interrupts, sigterm_as_interrupt
+from unetlib.interrupt import run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,13 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
         return 0
-    try:
-        with sigterm_as_interrupt():
-            return main_fetch(args.name, args.root, args.base_url, args.force, not args.no_verify)
-    except KeyboardInterrupt:
-        ignore_further_interrupts()
-        print("interrupted; partial files removed", file=sys.stderr)
-        return 130
+    return run_command(
+        lambda: main_fetch(args.name, args.root, args.base_url, args.force, not args.no_verify),
+        "partial files removed", errors=())
 
 
 if __name__ == "__main__":
