@@ -11,6 +11,9 @@ how long, and how it ended):
 2. ``bench_elastic``: elastic deformation on the GPU against ``elasticdeform`` (same batch as
    the CPU benchmark: 8 x 512 x 512, image order 3 + labels order 0).
 3. ``bench_model``: the paper's network, whole-image and overlap-tile prediction.
+3b. ``bench_weights``: the weight map (eq. 2) by ``weight_map_torch`` on the GPU (a map per
+   augmented sample without leaving the device) beside the exact NumPy map and the naive one,
+   at 10 and 100 cells: whether the torch path earns its place in GPU training.
 4. ``paper_train``: the ``paper`` profile's DIC-HeLa configuration (the 2015 network, valid
    convolutions, 572 tiles, SGD with momentum 0.99, the weight map) for ``--paper-seconds`` of
    training (at most ``--train-steps`` steps), with the instance parameters chosen on validation
@@ -50,8 +53,8 @@ ROOT = HERE.parent
 
 # each step's own time limit (seconds); the session's --budget can shorten the later ones
 DRY_RUN_SCALE = 3
-LIMITS = {"cuda_tests": 60, "bench_elastic": 75, "bench_model": 75, "paper_train": 210,
-          "quick_seeds": 200}
+LIMITS = {"cuda_tests": 60, "bench_elastic": 75, "bench_model": 75, "bench_weights": 45,
+          "paper_train": 210, "quick_seeds": 200}
 
 
 def cuda_test_files() -> list[str]:
@@ -70,6 +73,9 @@ def _steps(out: Path, dry: bool, args: argparse.Namespace) -> list[tuple[str, li
                "--out", str(out / f"bench_elastic_{device}.json")]
     model = [py, str(HERE / "bench_model.py"), "--device", device,
              "--out", str(out / f"bench_model_{device}.json")]
+    weights = [py, str(HERE / "bench_weights.py"), "--torch", "--no-hela", "--cells", "10",
+               "100", "--repeats", "3", "--naive-repeats", "1",
+               "--out", str(out / f"bench_weights_{device}.json")]
     train = [py, str(HERE / "gpu_session.py"), "--out", str(out), "--runs-dir",
              str(args.runs_dir), "--train-steps", str(args.train_steps), "--paper-seconds",
              str(args.paper_seconds), "--quick-steps", str(args.quick_steps),
@@ -80,11 +86,12 @@ def _steps(out: Path, dry: bool, args: argparse.Namespace) -> list[tuple[str, li
         elastic += ["--batch", "1", "--size", "64", "--repeats", "1", "--warmup", "0",
                     "--no-compile", "--no-torchvision"]
         model += ["--sizes", "188", "--widths", "4", "--reps", "1", "--warmup", "0"]
+        weights += ["--cells", "5", "--size", "64", "--repeats", "1"]
         train += ["--dry-run"]
     tests = [py, "-m", "pytest", "-q", "-k", "cuda", "-p", "no:cacheprovider",
              *cuda_test_files()]
     return [("cuda_tests", tests), ("bench_elastic", elastic), ("bench_model", model),
-            ("paper_train", train + ["--train-only", "paper"]),
+            ("bench_weights", weights), ("paper_train", train + ["--train-only", "paper"]),
             ("quick_seeds", train + ["--train-only", "quick"])]
 
 

@@ -53,8 +53,8 @@ def test_dry_run_runs_every_step(tmp_path):
     session = json.loads((tmp_path / "session.json").read_text())
     assert session["dry_run"] is True
     assert {k: v["status"] for k, v in session["steps"].items()} == {
-        "cuda_tests": "ok", "bench_elastic": "ok", "bench_model": "ok", "paper_train": "ok",
-        "quick_seeds": "ok"}
+        "cuda_tests": "ok", "bench_elastic": "ok", "bench_model": "ok", "bench_weights": "ok",
+        "paper_train": "ok", "quick_seeds": "ok"}
     # the weights stay out of the folder that comes back from the GPU machine
     assert not list(tmp_path.rglob("*.pt")) and list(runs.rglob("best.pt"))
     for step in session["steps"].values():
@@ -71,6 +71,9 @@ def test_dry_run_runs_every_step(tmp_path):
     assert str(PROJECT_ROOT) not in json.dumps(paper) + json.dumps(quick)
     assert (tmp_path / "bench_elastic_cpu.json").is_file()
     assert (tmp_path / "bench_model_cpu.json").is_file()
+    weights = json.loads((tmp_path / "bench_weights_cpu.json").read_text())
+    assert all(r["max_abs_diff"] < 1e-5 for r in weights["rows"])
+    assert any("torch" in k for k in weights["rows"][0])  # weight_map_torch was timed
     # the probabilities come back instead of the weights, and score a method added later
     import numpy as np
 
