@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from unetlib.paths import PROJECT_ROOT
 from unetlib.plots import KERAS_REPRODUCTION
 from unetlib.report import (
     EXPERIMENTS,
@@ -554,3 +555,20 @@ def test_training_conclusion_speaks_of_the_data_sets_measures():
                          for a in ("no TTA", "8-fold TTA")}}
     em = training_conclusion("isbi2012", summary, tta=tta)
     assert "8-fold TTA raised Rand error by 0.2000" in em and "warping error" in em
+
+
+def test_performance_conclusion_is_written_from_the_benchmark_files():
+    from unetlib.report import load_benchmarks, performance_conclusion
+
+    benchmarks = load_benchmarks(PROJECT_ROOT / "benchmarks" / "results")
+    text = performance_conclusion(benchmarks)
+    peers = benchmarks["bench_elastic_peers_cpu"]
+    ours = next(r for r in peers["results"] if r["peer"] == "unetlib")
+    assert f"unetlib {ours['images_per_s']:.0f} images/s" in text
+    assert f"{peers['unetlib_over_fastest_inexact']:.1f}x the fastest library" in text
+    step = benchmarks["bench_train_step_cpu"]["results"]["channels_last + bf16"]
+    assert f"({step['speedup_vs_before']:.2f}x)" in text
+    assert performance_conclusion({}) == "_no benchmark results to conclude from_\n"
+    # a missing file drops its bullet, not the others
+    partial = performance_conclusion({"bench_train_step_cpu": benchmarks["bench_train_step_cpu"]})
+    assert partial.count("\n- ") == 0 and partial.startswith("- The book's training step")

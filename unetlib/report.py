@@ -229,6 +229,68 @@ def peers_table(data: Mapping[str, Any]) -> str:
     return _measured_on(data) + "\n".join(lines) + "\n" + tail + "\n"
 
 
+def performance_conclusion(benchmarks: Mapping[str, Mapping[str, Any]],
+                           fast_step: Mapping[str, Any] | None = None) -> str:
+    """Markdown bullets ending the performance chapter, written from the benchmark files it
+    shows (each bullet only where its file is there): elastic deformation against the exact
+    reference and the fastest other library, on the GPU, the weight map at 100 cells,
+    overlap-tile prediction, and the training step with :func:`verdict` of ``fast_step``."""
+    lines = []
+    peers = benchmarks.get("bench_elastic_peers_cpu")
+    if peers:
+        rows = {r["peer"]: r for r in peers["results"]}
+        ours, ref = rows["unetlib"], rows.get("elasticdeform")
+        line = (f"- Elastic deformation, the paper's field, 8 images of 512 x 512 on "
+                f"{_cores(peers)}: unetlib {ours['images_per_s']:.0f} images/s")
+        if ref:
+            line += (f", {ours['images_per_s'] / ref['images_per_s']:.1f}x `elasticdeform` "
+                     f"({ref['images_per_s']:.1f}) at equal output")
+        fastest = peers.get("fastest_inexact")
+        if fastest:
+            line += (f"; {peers['unetlib_over_fastest_inexact']:.1f}x the fastest library "
+                     f"whose deformation is not the paper's ({fastest['method']}, "
+                     f"{fastest['images_per_s']:.1f})")
+        lines.append(line + ".")
+    for name, data in benchmarks.items():
+        if name.startswith("bench_elastic_cuda"):
+            best = max((r for r in benchmark_rows(data) if str(r["method"]).startswith("unetlib")),
+                       key=lambda r: r["images_per_s"])
+            lines.append(f"- On {data['hardware'].get('device_name')}: {best['method']} "
+                         f"{best['images_per_s']:,.0f} images/s of the same batch.")
+    weights = benchmarks.get("bench_weights_cpu")
+    if weights:
+        hundred = [r for r in weights["rows"] if r.get("case") == "random" and r["cells"] == 100]
+        if hundred:
+            r = hundred[0]
+            lines.append(f"- The weight map (eq. 2) of 100 cells on 512 x 512: "
+                         f"{r['ours_median_s'] * 1000:.0f} ms, {r['speedup_vs_naive_min']:.0f}x "
+                         f"the per-cell distance transform over the whole frame, within "
+                         f"{r['max_abs_diff']:.0e} of it.")
+    tiling = benchmarks.get("bench_model_tiling_cpu")
+    if tiling:
+        t = {r["task"]: r["median_s"] for r in benchmark_rows(tiling) if r.get("size") == 512}
+        if {"tiled", "tiled572", "infer"} <= set(t):
+            lines.append(f"- The paper's network on a 512 x 512 frame: {t['tiled']:.1f} s with "
+                         f"the default tile against {t['tiled572']:.1f} s with 572-pixel tiles "
+                         f"({t['tiled'] / t['infer']:.2f}x one pass over the padded frame).")
+    step = benchmarks.get("bench_train_step_cpu")
+    if step:
+        before, after = step["results"]["before"], step["results"]["channels_last + bf16"]
+        line = (f"- The book's training step: {before['steps_per_s']:.2f} steps/s in fp32, "
+                f"{after['steps_per_s']:.2f} with channels-last memory and bf16 autocast "
+                f"({after['speedup_vs_before']:.2f}x)")
+        if fast_step and len(fast_step.get("summaries", {})) >= 2:
+            first, second = fast_step["questions"]["fast_step"]
+            line += f"; {verdict(fast_step, 'fast_step', second, against=first)}"
+        lines.append(line + ".")
+    return "\n".join(lines) + "\n" if lines else "_no benchmark results to conclude from_\n"
+
+
+def _cores(data: Mapping[str, Any]) -> str:
+    hw = data.get("hardware", {})
+    return f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+
+
 def train_step_table(data: Mapping[str, Any]) -> str:
     """Markdown: where one training step's time goes (``benchmarks/bench_train_step.py``), one
     row per variant: the median milliseconds of each phase, of the whole step as the loop runs
