@@ -572,3 +572,26 @@ def test_performance_conclusion_is_written_from_the_benchmark_files():
     # a missing file drops its bullet, not the others
     partial = performance_conclusion({"bench_train_step_cpu": benchmarks["bench_train_step_cpu"]})
     assert partial.count("\n- ") == 0 and partial.startswith("- The book's training step")
+
+
+def test_at_a_glance_says_what_ran_and_the_result_beside_the_paper():
+    from unetlib.config import TrainConfig
+    from unetlib.report import at_a_glance, headline
+
+    summary = {m: {"seeds": 2, "seg": {"mean": v, "sd": 0.01, "min": v - 0.01, "max": v + 0.01,
+                                       "values": [v - 0.01, v + 0.01]}}
+               for m, v in (("components", 0.25), ("distance", 0.7), ("watershed", 0.6))}
+    line = headline("DIC-C2DH-HeLa", summary)
+    assert "0.250 ± 0.010" in line and "0.700 ± 0.010" in line and "0.7756" in line
+    assert "distance-transform watershed" in line  # the better method beyond the paper
+    runs = {f"seed {s}": {"train_seconds": 120.0 * (s + 1), "steps_done": 700,
+                          "frames": {"train": ["a"] * 6, "test": ["b"] * 9},
+                          "hardware": {"cpu": "AMD EPYC", "cpu_count": 2}} for s in (0, 1)}
+    text = at_a_glance(TrainConfig(dataset="DIC-C2DH-HeLa", image_size=256), runs, 1_940_000,
+                       line)
+    assert text.startswith("**At a glance.** 2 runs of a U-Net of 1.9 M parameters")
+    assert "700 steps on 6 annotated frames" in text and "the 9 test frames" in text
+    assert "3.0 min of training a run on AMD EPYC (2 cores)" in text and text.endswith(line + "\n")
+    em = {"components": {k: {"mean": 0.05, "sd": 0.0, "min": 0.05, "max": 0.05, "values": [0.05]}
+                         for k in ("isbi_rand_error", "isbi_warping_error", "isbi_pixel_error")}}
+    assert "Rand error 0.0500 (the paper: 0.0382)" in headline("isbi2012", em)

@@ -508,6 +508,51 @@ def verdict(data: Mapping[str, Any], question: str, arm: str, method: str = "bey
             f"{size} the seeds' spread")
 
 
+PAPER_PARAMETERS = 31_030_658  # the 2015 network of Fig. 1 (UNet.paper())
+
+
+def headline(dataset: str, summary: Mapping[str, Any]) -> str:
+    """One sentence: a run set's test result beside the paper's, mean ± sd over the seeds. On
+    the cell data sets SEG both ways (the paper's connected components, and the best method
+    beyond the paper); on ISBI 2012 the challenge's Rand, warping and pixel errors."""
+    first = summary["components"]
+    if dataset == "isbi2012":
+        parts = [f"{ISBI_ERRORS[k]} {_mean_sd(first[k], 4)} (the paper: "
+                 f"{PAPER[dataset][k.removeprefix('isbi_')]})"
+                 for k in ("isbi_rand_error", "isbi_warping_error", "isbi_pixel_error")
+                 if k in first]
+        return "Test " + ", ".join(parts) + "."
+    beyond = beyond_method(summary)
+    text = (f"Test SEG {_mean_sd(first['seg'])} the paper's way (connected components) and "
+            f"{_mean_sd(summary[beyond]['seg'])} with the {METHOD_NAMES[beyond]} (beyond the "
+            f"paper)")
+    if "seg" in PAPER.get(dataset, {}):
+        text += f"; the paper: {PAPER[dataset]['seg']}"
+    return text + "."
+
+
+def at_a_glance(config: Any, runs: Mapping[str, Mapping[str, Any]], n_parameters: int,
+                answer: str) -> str:
+    """Markdown for the top of an experiment chapter: what was run, in one sentence a reader
+    who never saw the code follows (network size, data, frames, steps, hardware, minutes),
+    then ``answer`` (the chapter's result, e.g. :func:`headline` or its conclusion's lines)."""
+    first = next(iter(runs.values()))
+    frames = first.get("frames") or {}
+    minutes = sum(r["train_seconds"] for r in runs.values()) / len(runs) / 60
+    hw = first.get("hardware", {})
+    where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+    steps = sorted({r.get("steps_done") for r in runs.values()})
+    runs_text = f"{len(runs)} runs" if len(runs) > 1 else "One run"
+    size = f"{n_parameters / 1e6:.1f} M" if n_parameters >= 1e5 else f"{n_parameters:,}"
+    what = (f"**At a glance.** {runs_text} of a U-Net of {size} parameters "
+            f"(the paper's: {PAPER_PARAMETERS / 1e6:.1f} M), trained for "
+            f"{' to '.join(str(x) for x in steps)} steps on {len(frames.get('train', []))} "
+            f"annotated frames of {config.dataset} (crops of {config.image_size} x "
+            f"{config.image_size} pixels; {minutes:.1f} min of training a run on {where}) and "
+            f"scored on the {len(frames.get('test', []))} test frames.")
+    return what + "\n\n" + answer.strip() + "\n"
+
+
 def training_conclusion(dataset: str, summary: Mapping[str, Any],
                         recipes: Mapping[str, Any] | None = None,
                         tta: Mapping[str, Any] | None = None) -> str:
