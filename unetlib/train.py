@@ -1,4 +1,5 @@
-"""Training and evaluation: the paper's protocol and the reproductions' variants.
+"""Training: the paper's protocol and the reproductions' variants (the scores are
+:mod:`unetlib.evaluate`'s, the options :mod:`unetlib.config`'s).
 
 ``train(TrainConfig(...))`` and ``python -m unetlib.train --option value`` take the same options;
 the papermill ``parameters`` cells of the training notebooks mirror :class:`TrainConfig`.
@@ -18,6 +19,9 @@ the papermill ``parameters`` cells of the training notebooks mirror :class:`Trai
   with the same configuration is reused (``reuse=True``) instead of retrained.
 - Several GPUs or machines: run under ``torchrun``; each rank trains on its slice of every global
   batch (DistributedDataParallel); rank 0 validates, saves and evaluates.
+- Speed (beyond the paper, same arithmetic up to rounding): ``channels_last`` keeps weights and
+  batches in NHWC memory; ``amp`` (CUDA) and ``amp_cpu`` run the forward pass under bf16
+  autocast (the loss, validation and test stay fp32).
 """
 
 from __future__ import annotations
