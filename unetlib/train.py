@@ -19,9 +19,9 @@ the papermill ``parameters`` cells of the training notebooks mirror :class:`Trai
   with the same configuration is reused (``reuse=True``) instead of retrained.
 - Several GPUs or machines: run under ``torchrun``; each rank trains on its slice of every global
   batch (DistributedDataParallel); rank 0 validates, saves and evaluates.
-- Speed (beyond the paper, same arithmetic up to rounding): ``channels_last`` keeps weights and
-  batches in NHWC memory; ``amp`` (CUDA) and ``amp_cpu`` run the forward pass under bf16
-  autocast (the loss, validation and test stay fp32).
+- Speed (beyond the paper): ``channels_last`` keeps weights and batches in NHWC memory (the
+  same sums in another order); ``amp`` (CUDA) and ``amp_cpu`` run the forward pass under bf16
+  autocast (8-bit mantissas; the loss, validation and test stay fp32).
 """
 
 from __future__ import annotations
