@@ -1,0 +1,51 @@
+"""Statistics of instance-labelled data sets (unetlib.data.stats): touching pairs, per-frame
+and per-data-set summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unetlib.data import load_dataset
+from unetlib.data.stats import dataset_stats, format_stats, frame_stats, touching_pairs
+
+
+def test_touching_pairs_small_cases():
+    lab = np.zeros((10, 10), np.int32)
+    lab[1:4, 1:4], lab[1:4, 4:7], lab[6:9, 1:4], lab[6:9, 6:9] = 1, 2, 3, 4
+    assert touching_pairs(lab) == {(1, 2)}
+    assert touching_pairs(lab, 1) == {(1, 2)}  # 3 is two rows below 1: a gap of 2
+    assert touching_pairs(lab, 2) == {(1, 2), (1, 3), (2, 3), (2, 4), (3, 4), (1, 4)}
+    diag = np.zeros((4, 4), np.int32)
+    diag[0, 0], diag[1, 1] = 1, 2
+    assert touching_pairs(diag) == set() and touching_pairs(diag, 1) == {(1, 2)}
+
+
+@pytest.mark.parametrize("gap", [0, 1, 2])
+def test_touching_pairs_matches_brute_force(gap):
+    rng = np.random.default_rng(gap)
+    lab = (rng.integers(1, 5, (9, 11)) * (rng.random((9, 11)) < 0.3)).astype(np.int32)
+    ys, xs = np.nonzero(lab)
+    expect = set()
+    for i in range(len(ys)):
+        for j in range(len(ys)):
+            a, b = lab[ys[i], xs[i]], lab[ys[j], xs[j]]
+            dy, dx = abs(ys[i] - ys[j]), abs(xs[i] - xs[j])
+            near = dy + dx == 1 if gap == 0 else max(dy, dx) <= gap + 1
+            if a < b and near:
+                expect.add((int(a), int(b)))
+    assert touching_pairs(lab, gap) == expect
+
+
+def test_dataset_stats():
+    lab = np.zeros((10, 10), np.int32)
+    lab[0:2, 0:5], lab[2:4, 0:5] = 1, 2
+    st = frame_stats(lab)
+    assert st["cells"] == 2 and st["touching_pairs"] == 1 and st["foreground"] == 0.2
+    np.testing.assert_array_equal(st["areas"], [10, 10])
+    ds = load_dataset("synthetic", "test", n=3, size=96)
+    summary = dataset_stats(ds)
+    assert summary["frames"] == 3 and summary["shapes"] == [(96, 96)]
+    assert summary["cells_total"] == sum(s.n_cells for s in ds)
+    assert 0.2 < summary["foreground_fraction"] < 0.9
+    assert "touching pairs/frame" in format_stats(summary)
