@@ -1,5 +1,5 @@
 """unetlib.train: a tiny real training run, determinism, resume after a kill, reuse, the
-reuse, the command line, and DistributedDataParallel on 2 CPU processes (gloo)."""
+command line, and DistributedDataParallel on 2 CPU processes (gloo)."""
 
 from __future__ import annotations
 
