@@ -324,7 +324,16 @@ def test_weight_map_panels(close_figures):
     labels = _cells()
     image = np.random.default_rng(0).random(labels.shape)
     fig = plot_weight_map_panels(labels, image, crop=(0, 30, 0, 40), title="t")
-    assert len([ax for ax in fig.axes if ax.get_title()]) == 5  # frame + four panels
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert len(titled) == 6  # frame, four maps, the profile along one row
+    from unetlib.weights import weight_map
+
+    profile = titled[-1]
+    row = int(profile.get_title().split("row ")[1].split()[0])
+    expected = weight_map(labels)[0:30, 0:40][row]
+    np.testing.assert_allclose(profile.lines[0].get_ydata(), expected, rtol=1e-6)
+    assert all(cb.get_ylabel() == "weight (per pixel)" for cb in fig.axes if not cb.get_title()
+               and cb.get_ylabel())
     assert len(plot_weight_map_panels(labels).axes) == 4 + 3  # four panels + three colorbars
     with pytest.raises(ValueError, match="image shape"):
         plot_weight_map_panels(labels, image[:10])

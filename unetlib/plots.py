@@ -408,7 +408,10 @@ def plot_weight_map_panels(
     title: str | None = None,
     panel_size: float = 3.2,
 ) -> Figure:
-    """The weight map of eq. 2 in panels: (frame,) mask, class-balance mask, border mask, combined.
+    """The weight map of eq. 2 in panels, two rows so that each is large enough to read at the
+    book's column width: (frame,) mask, class-balance mask, border mask, combined, and with the
+    frame a sixth panel, the combined weight along the row through the strongest border (dashed
+    on the combined panel).
 
     Args:
         labels: instance labels (H, W), 0 = background.
@@ -439,9 +442,9 @@ def plot_weight_map_panels(
 
     sl = (slice(None), slice(None)) if crop is None else (slice(crop[0], crop[1]),
                                                          slice(crop[2], crop[3]))
-    n = 4 + (image is not None)
-    fig = _new_figure(figsize=(panel_size * n, panel_size * 1.08))
-    axes = fig.subplots(1, n)
+    cols = 3 if image is not None else 2
+    fig = _new_figure(figsize=(panel_size * cols * 1.1, panel_size * 2.1))
+    axes = list(fig.subplots(2, cols).ravel())
     k = 0
     if image is not None:
         ax = axes[k]
@@ -455,20 +458,30 @@ def plot_weight_map_panels(
     axes[k].imshow(rgb[sl], interpolation="nearest")
     axes[k].set_title("mask (separation in red)")
     panels = [
-        (wc, "class-balance mask $w_c$", "viridis", None),
-        (border, r"border mask $w_0 e^{-(d_1+d_2)^2/2\sigma^2}$", "magma", (0, w0)),
+        (wc, "class balance $w_c$", "viridis", None),
+        (border, r"border term $w_0 e^{-(d_1+d_2)^2/2\sigma^2}$", "magma", (0, w0)),
         (combined, "combined $w$", "magma", None),
     ]
-    for ax, (arr, name, cmap, lim) in zip(axes[k + 1 :], panels, strict=True):
+    images = axes[k + 1 : k + 4]
+    for ax, (arr, name, cmap, lim) in zip(images, panels, strict=True):
         vmin, vmax = lim if lim is not None else (float(arr.min()), float(arr.max()))
         if vmax <= vmin:
             vmax = vmin + 1.0
         im = ax.imshow(arr[sl], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(name)
-        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
-    for ax in axes:
+        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02, label="weight (per pixel)")
+    for ax in axes[: k + 4]:
         ax.set_xticks([])
         ax.set_yticks([])
+    if image is not None:  # the combined weight along the row through the strongest border
+        row = int(np.unravel_index(np.argmax(border[sl]), border[sl].shape)[0])
+        images[-1].axhline(row, color="white", linestyle="--", linewidth=0.8)
+        profile = axes[k + 4]
+        profile.plot(combined[sl][row], color=mpl_color(CONTOUR), linewidth=1.2)
+        profile.set_xlabel("column (pixels)")
+        profile.set_ylabel("w")
+        profile.set_title(f"combined $w$ along row {row} (dashed)")
+        profile.set_xlim(0, combined[sl].shape[1] - 1)
     if title:
         fig.suptitle(title)
     return fig
