@@ -276,22 +276,25 @@ def test_plot_predictions(close_figures):
         lab[9:14, 4:12] = 2
     probs = {"aug": [rng.random((16, 16)) for _ in range(2)],
              "no aug": [rng.random((16, 16)) for _ in range(2)]}
-    fig = plot_predictions(images, labels, probs, threshold=0.3, titles=["a", "b"])
+    fig = plot_predictions(images, labels, probs, threshold=0.3, titles=["x/a", "x/b"])
     assert isinstance(fig, matplotlib.figure.Figure)
-    assert len(fig.axes) == 2 * (2 + 2 * 2)
+    assert len(fig.axes) == 2 * (1 + 2 * 2) + 1  # the panels and one colour bar
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[:6] == ["a", "ground truth cells", "aug: P(cell)", "aug: errors at 0.30",
-                          "no aug: P(cell)", "no aug: errors at 0.30"]
-    assert titles[6] == "b"
-    assert not any(ax.axison for ax in fig.axes)
-    shown = fig.axes[3].get_images()[0].get_array()
+    assert titles[:5] == ["image, ground truth", "aug:\nP(cell)", "aug:\nerrors at 0.30",
+                          "no aug:\nP(cell)", "no aug:\nerrors at 0.30"]
+    assert not any(titles[5:10])  # headers on the first row only
+    assert [t.get_text() for t in fig.axes[0].texts] == ["a"]  # the frame's name on the left
+    assert [t.get_text() for t in fig.axes[5].texts] == ["b"]
+    assert fig.axes[-1].get_ylabel() == "P(cell)"
+    assert not any(ax.axison for ax in fig.axes[:-1])
+    shown = fig.axes[2].get_images()[0].get_array()
     np.testing.assert_allclose(shown, overlay(images[0], probs["aug"][0] > 0.3, labels[0] > 0))
 
 
 def test_plot_predictions_default_titles_and_length_check(close_figures):
     img, lab = np.zeros((8, 8)), np.zeros((8, 8), int)
     fig = plot_predictions([img], [lab], {"m": [np.full((8, 8), 0.9)]})
-    assert fig.axes[0].get_title() == "image"
+    assert [t.get_text() for t in fig.axes[0].texts] == ["image 1"]
     with pytest.raises(ValueError):
         plot_predictions([img, img], [lab], {"m": [img, img]})
 
@@ -303,9 +306,9 @@ def test_plot_predictions_with_a_threshold_per_model(close_figures):
     labels[0][3:8, 3:8] = 1
     p = rng.random((16, 16))
     fig = plot_predictions(images, labels, {"x": [p], "y": [p]}, threshold={"x": 0.2, "y": 0.8})
-    assert [fig.axes[3].get_title(), fig.axes[5].get_title()] == ["x: errors at 0.20",
-                                                                  "y: errors at 0.80"]
-    for ax, t in ((fig.axes[3], 0.2), (fig.axes[5], 0.8)):
+    assert [fig.axes[2].get_title(), fig.axes[4].get_title()] == ["x:\nerrors at 0.20",
+                                                                  "y:\nerrors at 0.80"]
+    for ax, t in ((fig.axes[2], 0.2), (fig.axes[4], 0.8)):
         np.testing.assert_allclose(ax.get_images()[0].get_array(),
                                    overlay(images[0], p > t, labels[0] > 0))
 

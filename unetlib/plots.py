@@ -116,32 +116,42 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                      probs: Mapping[str, Sequence[np.ndarray]],
                      threshold: float | Mapping[str, float] = 0.5,
                      titles: Sequence[str] | None = None) -> Figure:
-    """Rows of test images: the image, the ground truth, and each model's probability map and
-    its errors (like the Keras reproduction's Figure 7, with the errors made visible).
-    ``threshold``: one for all models, or one per model (keyed like ``probs``)."""
+    """Rows of test images: the image with its ground-truth outlines, then each model's
+    probability map and its errors (like the Keras reproduction's Figure 7, with the errors made
+    visible). Column headers on the first row, the frames' names on the left, one colour bar for
+    every probability map. ``threshold``: one for all models, or one per model (keyed like
+    ``probs``)."""
     import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
 
-    cols = 2 + 2 * len(probs)
-    fig, axes = plt.subplots(len(images), cols, figsize=(2.3 * cols, 2.4 * len(images)),
+    cols = 1 + 2 * len(probs)
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.6 * cols + 0.8, 2.6 * len(images)),
                              squeeze=False, dpi=80)
+    heads = ["image, ground truth"]
+    for name in probs:
+        t = threshold[name] if isinstance(threshold, Mapping) else threshold
+        heads += [f"{name}:\nP(cell)", f"{name}:\nerrors at {t:.2f}"]
+    shown = None
     for r, (img, lab) in enumerate(zip(images, labels, strict=True)):
-        axes[r, 0].imshow(img, cmap="gray")
-        axes[r, 0].set_title(titles[r] if titles else "image", fontsize=8)
         gt = np.stack([img] * 3, -1) * 0.7
         gt[find_boundaries(lab, mode="inner")] = mpl_color(CONTOUR)
-        axes[r, 1].imshow(gt)
-        axes[r, 1].set_title("ground truth cells", fontsize=8)
+        axes[r, 0].imshow(gt)
         for k, (name, maps) in enumerate(probs.items()):
             p = maps[r]
-            axes[r, 2 + 2 * k].imshow(p, cmap="viridis", vmin=0, vmax=1)
-            axes[r, 2 + 2 * k].set_title(f"{name}: P(cell)", fontsize=8)
+            shown = axes[r, 1 + 2 * k].imshow(p, cmap="viridis", vmin=0, vmax=1)
             t = threshold[name] if isinstance(threshold, Mapping) else threshold
-            axes[r, 3 + 2 * k].imshow(overlay(img, p > t, lab > 0))
-            axes[r, 3 + 2 * k].set_title(f"{name}: errors at {t:.2f}", fontsize=8)
+            axes[r, 2 + 2 * k].imshow(overlay(img, p > t, lab > 0))
+        name = titles[r].rsplit("/", 1)[-1] if titles else f"image {r + 1}"
+        axes[r, 0].text(-0.04, 0.5, name, transform=axes[r, 0].transAxes, rotation=90,
+                        ha="right", va="center", fontsize=12)
+    for c, head in enumerate(heads):
+        axes[0, c].set_title(head, fontsize=12)
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.02, 0, 0.93, 1))
+    if shown is not None:
+        bar = fig.add_axes((0.945, 0.15, 0.015, 0.7))
+        fig.colorbar(shown, cax=bar).set_label("P(cell)", fontsize=12)
     return fig
 
 
