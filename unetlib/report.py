@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unetlib.instances import METHOD_NAMES, beyond_method
 from unetlib.plots import KERAS_REPRODUCTION, PAPER, format_metric, metrics_table, paper_metrics
 from unetlib.provenance import write_json_atomic
@@ -538,7 +540,7 @@ def at_a_glance(config: Any, runs: Mapping[str, Mapping[str, Any]], n_parameters
     then ``answer`` (the chapter's result, e.g. :func:`headline` or its conclusion's lines)."""
     first = next(iter(runs.values()))
     frames = first.get("frames") or {}
-    minutes = sum(r["train_seconds"] for r in runs.values()) / len(runs) / 60
+    minutes = float(np.median([r["train_seconds"] for r in runs.values()])) / 60
     hw = first.get("hardware", {})
     where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
     steps = sorted({r.get("steps_done") for r in runs.values()})
@@ -548,7 +550,8 @@ def at_a_glance(config: Any, runs: Mapping[str, Mapping[str, Any]], n_parameters
             f"(the paper's: {PAPER_PARAMETERS / 1e6:.1f} M), trained for "
             f"{' to '.join(str(x) for x in steps)} steps on {len(frames.get('train', []))} "
             f"annotated frames of {config.dataset} (crops of {config.image_size} x "
-            f"{config.image_size} pixels; {minutes:.1f} min of training a run on {where}) and "
+            f"{config.image_size} pixels; {minutes:.1f} min of training a run, the median, on "
+            f"{where}) and "
             f"scored on the {len(frames.get('test', []))} test frames.")
     return what + "\n\n" + answer.strip() + "\n"
 
