@@ -60,8 +60,9 @@ _SMOKE_TRAIN = {
 _QUICK_TRAIN = {
     # sized so that `make book` (six training runs: three seeds here, one each for the EM
     # chapter, the augmentation ablation and the weight-map experiment) stays within 30 minutes
-    # on 2 CPU cores (AMD EPYC): about 0.14 s a step. BatchNorm (the LIVECell reproduction's
-    # variant) learns the low-contrast DIC frames far faster than the paper's BN-free network.
+    # on 2 CPU cores (AMD EPYC): about 0.13 s a step; 15 min 48 s measured (book/rerun.md).
+    # BatchNorm (the LIVECell reproduction's variant) learns the low-contrast DIC frames far
+    # faster than the paper's BN-free network.
     "dataset": "DIC-C2DH-HeLa",
     "image_size": 256,
     "n_train": 0,  # 0 = every frame of the split
