@@ -310,18 +310,6 @@ def test_inputs_are_checked(samples):
         W.weight_map_explorer(samples).set(bogus=1)
 
 
-def test_render_settings_restores_the_controls(samples):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    w = W.weight_map_explorer(samples)
-    w.set(w0=4.0)
-    values, picture = w.values(), w.image.value
-    fig = W.render_settings(w, [{"w0": 0.0}, {"w0": 10.0}])
-    assert len(fig.axes) == 2 and "w0=0.0" in fig.axes[0].get_title()
-    assert w.values() == values and w.image.value == picture
-
-
 def test_widget_state_holds_the_picture(samples):
     """The picture is the Image widget's value, so it is saved with the widget state."""
     from ipywidgets.embed import dependency_state

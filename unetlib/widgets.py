@@ -26,9 +26,8 @@ frame (weight map; w0 and sigma are then arithmetic), the probabilities of every
 Each explorer exposes ``controls`` (name -> widget; set ``.value`` or call ``.click()`` on a
 button to drive it from code), ``set(**values)`` (several controls, one redraw), ``state`` (the
 numbers shown), ``arrays`` (the arrays drawn), ``rgb`` (the picture as a uint8 array) and
-``image`` (the ``ipywidgets.Image``). For pages read without a kernel, :func:`render_settings`
-draws a few settings of an explorer into one matplotlib figure, and :func:`static_explorer` makes
-one control work in the browser from the saved page: the pictures of a grid of its values,
+``image`` (the ``ipywidgets.Image``). For pages read without a kernel, :func:`static_explorer`
+makes one control work in the browser from the saved page: the pictures of a grid of its values,
 switched by a slider linked in JavaScript (``jslink``) to an ``ipywidgets.Stack``.
 """
 
@@ -46,7 +45,7 @@ import numpy as np
 from unetlib.plots import ARROW, CONTOUR, FN, FP, GRID, MERGE, SPLIT, TP, overlay
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 __all__ = [
     "Explorer",
@@ -54,7 +53,6 @@ __all__ = [
     "augmentation_explorer",
     "colorize",
     "prediction_explorer",
-    "render_settings",
     "encode_image",
     "static_explorer",
     "weight_map_explorer",
@@ -893,46 +891,6 @@ def prediction_explorer(
 
 # ----------------------------------------------------------------------------------------------
 # static pictures for pages read without a kernel
-
-
-def render_settings(
-    explorer: Explorer,
-    settings: Sequence[Mapping[str, Any]],
-    titles: Sequence[str] | None = None,
-    width: float = 11.0,
-) -> Figure:
-    """A matplotlib figure with the explorer's picture at each of ``settings`` (one per row).
-
-    Each setting is a dict of control values (``explorer.set(**setting)``); the explorer is put
-    back to its previous values afterwards. Titles default to the settings and, for the
-    prediction explorer, its IoU and SEG.
-    """
-    import matplotlib.pyplot as plt
-
-    if not settings:
-        raise ValueError("settings: give at least one dict of control values")
-    saved = explorer.values()
-    pictures, names = [], []
-    try:
-        for k, s in enumerate(settings):
-            explorer.set(**s)
-            pictures.append(explorer.rgb)
-            name = ", ".join(f"{key}={val}" for key, val in s.items())
-            if "iou" in explorer.state:
-                name += f"  (IoU {explorer.state['iou']:.3f}, SEG {explorer.state['seg']:.3f})"
-            names.append(titles[k] if titles is not None else name)
-    finally:
-        explorer.set(**saved)
-    h, w = pictures[0].shape[:2]
-    fig, axes = plt.subplots(len(pictures), 1, figsize=(width, width * h / w * len(pictures)
-                                                         + 0.35 * len(pictures)),
-                             squeeze=False)
-    for ax, pic, name in zip(axes[:, 0], pictures, names, strict=True):
-        ax.imshow(pic, interpolation="antialiased")
-        ax.set_title(name, fontsize=10)
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
 
 
 def static_explorer(
