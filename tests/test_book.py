@@ -625,3 +625,27 @@ def test_finished_page_hides_import_only_cells_behind_a_toggle(tmp_path):
     assert "remove-cell" in tags[0]  # the default parameters
     assert tags[1] == ["hide-input"]  # imports only
     assert tags[2] == [] and tags[3] == []  # does work; not Python
+
+
+def test_a_page_takes_its_heading_from_the_table_of_contents(tmp_path):
+    """02_train and 02_train_em are one notebook: each page's heading is its own TOC title."""
+    import nbformat
+
+    from unetlib.book import _finish_page, toc_titles
+
+    titles = toc_titles()
+    assert titles["02_train"] != titles["02_train_em"]
+    for name in ("02_train", "02_train_em", "01_data"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Training\n\nText."),
+                                             nbformat.v4.new_code_cell("x = 1")])
+        path = tmp_path / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        _finish_page(path, PROJECT_ROOT / "notebooks" / "02_train.ipynb", path)
+        first = nbformat.read(path, as_version=4).cells[0].source
+        assert first == (f"# {titles[name]}\n\nText." if name in titles else "# Training\n\nText.")
+    for name, title in titles.items():  # and so do the committed pages
+        page = PROJECT_ROOT / "book" / f"{name}.ipynb"
+        if page.is_file():
+            md = next(c for c in nbformat.read(page, as_version=4).cells
+                      if c.cell_type == "markdown")
+            assert md.source.startswith(f"# {title}\n")

@@ -202,10 +202,37 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
         elif (cell.cell_type == "code" and _imports_only(cell.source)
               and "hide-input" not in tags):
             tags.append("hide-input")  # a reader can unfold it; the page starts with prose
+    title = toc_titles().get(target.stem)
+    first = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+    if title and first is not None and first.source.startswith("# "):
+        # one notebook, two pages (02_train on HeLa and on the EM stack): each page's heading is
+        # its own table-of-contents title, so that links and Previous/Next tell them apart
+        _, _, rest = first.source.partition("\n")
+        first.source = f"# {title}\n{rest}" if rest else f"# {title}"
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"], meta["output_path"] = shown(source), shown(target)
     nbformat.write(nb, notebook)
+
+
+def toc_titles(toc: Path = PROJECT_ROOT / "_toc.yml") -> dict[str, str]:
+    """The pages of ``_toc.yml`` that set a ``title`` of their own, by file name."""
+    import yaml
+
+    titles: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "file" in node and "title" in node:
+                titles[Path(str(node["file"])).stem] = str(node["title"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load(Path(toc).read_text()))
+    return titles
 
 
 def _imports_only(source: str) -> bool:
