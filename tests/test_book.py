@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from unetlib import book
 from unetlib.paths import PROJECT_ROOT
-from unetlib.profiles import NOTEBOOKS, PROFILES, parameters, source_notebook
+from unetlib.profiles import NOTEBOOKS, PROFILES, SOURCES, parameters, source_notebook
 
 SCREENSHOTS = PROJECT_ROOT / "_build" / "screenshots"
 
@@ -594,6 +595,21 @@ def test_every_picture_in_the_committed_book_has_a_caption_of_its_own(page):
         shown = [o for o in cell["outputs"] if o["output_type"] in ("display_data",
                                                                    "execute_result")]
         assert shown == _pictures(cell), f"{page} cell {i}: text captioned as a figure"
+
+
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SOURCES])
+def test_every_chapter_ends_with_a_conclusion_and_names_the_figures_it_cites(name):
+    """A chapter closes with a "## Conclusion" section, and every ``{numref}`` in its prose
+    points at a figure of the same notebook (an unknown label fails the book's build, but only
+    when the book is built; this says which notebook and label at once)."""
+    nb = json.loads((PROJECT_ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    headings = [line for c in nb["cells"] if c["cell_type"] == "markdown"
+                for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
+    assert headings and headings[-1] == "## Conclusion", f"{name}: last section {headings[-1:]}"
+    figures = {c["metadata"].get("mystnb", {}).get("figure", {}).get("name")
+               for c in nb["cells"] if c["cell_type"] == "code"}
+    cited = set(re.findall(r"\{numref\}`([^`<]+)`", json.dumps(nb)))
+    assert cited <= figures, f"{name}: cites {sorted(cited - figures)}, not a figure of it"
 
 
 @pytest.mark.parametrize("page", sorted(p.stem for p in (PROJECT_ROOT / "book").glob("*.ipynb")))

@@ -596,3 +596,82 @@ def test_at_a_glance_says_what_ran_and_the_result_beside_the_paper():
     em = {"components": {k: {"mean": 0.05, "sd": 0.0, "min": 0.05, "max": 0.05, "values": [0.05]}
                          for k in ("isbi_rand_error", "isbi_warping_error", "isbi_pixel_error")}}
     assert "Rand error 0.0500 (the paper: 0.0382)" in headline("isbi2012", em)
+
+
+def test_results_conclusion_names_each_run_set_and_the_closest_to_the_paper():
+    from unetlib.report import results_conclusion
+
+    def entry(v, n=1):
+        return {"mean": v, "sd": 0.0, "values": [v] * n}
+
+    def summary(cc, dist, seeds):
+        return {"components": {"seeds": seeds, "seg": entry(cc, seeds)},
+                "distance": {"seg": entry(dist, seeds)}}
+
+    em = {"components": {"seeds": 1, **{k: entry(0.05) for k in
+                                        ("isbi_rand_error", "isbi_warping_error",
+                                         "isbi_pixel_error")}}}
+    results = {
+        "02_train": {"dataset": "DIC-C2DH-HeLa", "profile": "quick",
+                     "summary": summary(0.30, 0.70, 3)},
+        "silver_truth": {"dataset": "DIC-C2DH-HeLa", "profile": "quick",
+                         "summary": summary(0.25, 0.80, 2)},
+        "gpu_paper": {"dataset": "DIC-C2DH-HeLa", "profile": "paper", "dry_run": True,
+                      "summary": summary(0.99, 0.99, 1)},  # a dry run is no result
+        "02_train_em": {"dataset": "isbi2012", "profile": "quick", "summary": em},
+        "ablations": {"dataset": "DIC-C2DH-HeLa", "summaries": {}},  # arms: not a run set
+    }
+    text = results_conclusion(results)
+    assert text.count("\n- ") == 3  # 02_train, silver_truth, 02_train_em, then the closest
+    assert "**02_train** (DIC-C2DH-HeLa, profile `quick`, 3 seeds)" in text
+    assert "**02_train_em** (isbi2012, profile `quick`, 1 seed): Test Rand error 0.0500" in text
+    assert "gpu_paper" not in text and "ablations" not in text
+    closest = text.splitlines()[-1]
+    assert closest == ("- Closest to the paper's SEG 0.7756 on DIC-C2DH-HeLa: the paper's way, "
+                       "**02_train** (0.300, -0.476); beyond the paper, **silver_truth** "
+                       "(0.800, +0.024).")
+    assert results_conclusion({}) == "_no result to conclude from_"
+
+
+def test_data_conclusion_is_written_from_the_statistics():
+    import numpy as np
+
+    from unetlib.data import Sample
+    from unetlib.data.stats import dataset_stats
+    from unetlib.report import data_conclusion
+
+    def frame(pairs):  # `pairs` pairs of touching 4 x 4 squares on a 32 x 32 frame
+        labels = np.zeros((32, 32), dtype=np.int32)
+        for k in range(pairs):
+            labels[8 * k:8 * k + 4, 0:4] = 2 * k + 1
+            labels[8 * k:8 * k + 4, 4:8] = 2 * k + 2
+        return labels
+
+    train = dataset_stats([Sample(np.zeros((32, 32), np.float32), frame(1), "a")])
+    test = dataset_stats([Sample(np.zeros((32, 32), np.float32), frame(3), "b")])
+    text = data_conclusion("toy", {"train": train, "test": test})
+    assert "**toy, train** (1 frames): 2.0 cells a frame (2–2), median area 16 px" in text
+    assert "1.0 touching pairs" in text and "3.0 touching pairs" in text
+    assert "cells cover 3 % of the pixels, 31.0 background pixels to each cell pixel" in text
+    assert text.splitlines()[-1].startswith("- The test frames hold 3.0 times as many touching")
+    assert data_conclusion("toy", {}) == "_no labelled frames to conclude from_"
+
+
+def test_threshold_conclusion_states_the_trade_from_the_scores():
+    from unetlib.report import threshold_conclusion
+
+    def row(t, seg, merges, splits):
+        return {"threshold": t, "iou": 0.8, "seg": seg, "merges": merges, "splits": splits}
+
+    rows = [row(0.1, 0.3, 3, 0), row(0.5, 0.6, 1, 1), row(0.9, 0.4, 0, 4),
+            row(0.1, 0.5, 1, 1), row(0.5, 0.6, 1, 1), row(0.9, 0.6, 0, 2)]
+    text = threshold_conclusion(rows)
+    assert text.splitlines()[0] == (
+        "- From threshold 0.1 to 0.9, over the 2 images shown, merged cells went from 4 to 0 and "
+        "split cells from 1 to 6: a low threshold joins touching cells, a high one breaks cells "
+        "apart.")
+    assert "pixel IoU stayed within 0.800–0.800 and the mean SEG within 0.400–0.600: SEG" in text
+    # no trade claimed where the counts do not show it
+    flat = threshold_conclusion([row(0.1, 0.5, 1, 1), row(0.9, 0.5, 1, 1)])
+    assert "joins" not in flat and "depends far more" not in flat
+    assert threshold_conclusion([row(0.5, 0.5, 1, 1)]).startswith("_fewer than two")

@@ -581,6 +581,101 @@ def training_conclusion(dataset: str, summary: Mapping[str, Any],
     return "\n".join(lines) or "_no result to conclude from for this data set_"
 
 
+def data_conclusion(dataset: str, summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown bullets ending the data chapter, written from the statistics of each split
+    (:func:`unetlib.data.stats.dataset_stats`): cells per frame, the touching and near pairs
+    that the border term of eq. 2 weights, and the class imbalance that w_c counters."""
+    lines = []
+    for split, st in summaries.items():
+        cells, fg = st["cells_per_frame"], st["foreground_fraction"]
+        area = st["cell_area"]
+        text = (f"- **{dataset}, {split}** ({st['frames']} frames): {cells['mean']:.1f} cells a "
+                f"frame ({cells['min']}–{cells['max']}), median area {area['median']:.0f} px; "
+                f"{st['touching_pairs_per_frame']:.1f} touching pairs and "
+                f"{st['near_pairs_per_frame']:.1f} near pairs (at most {st['near_gap']} px apart) "
+                f"a frame")
+        if 0 < fg < 1:
+            text += (f"; cells cover {100 * fg:.0f} % of the pixels, {(1 - fg) / fg:.1f} "
+                     f"background pixels to each cell pixel")
+        lines.append(text + ".")
+    train, test = summaries.get("train"), summaries.get("test")
+    if train and test and train["touching_pairs_per_frame"] > 0:
+        ratio = test["touching_pairs_per_frame"] / train["touching_pairs_per_frame"]
+        lines.append(f"- The test frames hold {ratio:.1f} times as many touching pairs a frame "
+                     f"as the training frames: separating touching cells matters more in the "
+                     f"test than in training." if ratio > 1 else
+                     f"- The test frames hold {ratio:.1f} times as many touching pairs a frame "
+                     f"as the training frames.")
+    return "\n".join(lines) or "_no labelled frames to conclude from_"
+
+
+def threshold_conclusion(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown bullets ending the explorers' chapter, written from the prediction explorer's
+    scores at several thresholds (``rows``: one dict per image and threshold with ``threshold``,
+    ``iou``, ``seg``, ``merges`` and ``splits``): how merged and split cells move from the lowest
+    threshold to the highest, summed over the images, and how far pixel IoU and SEG (means over
+    the images) move."""
+    by: dict[float, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(float(r["threshold"]), []).append(r)
+    if len(by) < 2:
+        return "_fewer than two thresholds to conclude from_"
+    lo, hi = min(by), max(by)
+
+    def total(t: float, key: str) -> int:
+        return int(sum(r[key] for r in by[t]))
+
+    def span(key: str) -> tuple[float, float]:
+        means = [float(np.mean([r[key] for r in rs])) for rs in by.values()]
+        return min(means), max(means)
+
+    m_lo, m_hi, s_lo, s_hi = total(lo, "merges"), total(hi, "merges"), total(lo, "splits"), \
+        total(hi, "splits")
+    text = (f"- From threshold {lo:g} to {hi:g}, over the {len(by[lo])} images shown, merged "
+            f"cells went from {m_lo} to {m_hi} and split cells from {s_lo} to {s_hi}")
+    if m_lo > m_hi and s_hi > s_lo:
+        text += ": a low threshold joins touching cells, a high one breaks cells apart"
+    (iou_a, iou_b), (seg_a, seg_b) = span("iou"), span("seg")
+    lines = [text + ".",
+             f"- Across these thresholds the mean pixel IoU stayed within {iou_a:.3f}–{iou_b:.3f} "
+             f"and the mean SEG within {seg_a:.3f}–{seg_b:.3f}"
+             + (": SEG, which counts cells, depends far more on the threshold than the pixel "
+                "measure does." if seg_b - seg_a > 2 * (iou_b - iou_a) else ".")]
+    return "\n".join(lines)
+
+
+def results_conclusion(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown bullets ending the results chapter, written from ``results``
+    (:func:`load_results`): every run set with one summary (the training chapters, the silver
+    truth, the GPU runs; a dry run is left out) as its :func:`headline` with its profile and
+    seeds, then, per cell data set with a published SEG, the run set that came closest to it and
+    by how much, the paper's way and beyond the paper."""
+    lines: list[str] = []
+    best: dict[str, dict[str, tuple[float, str]]] = {}
+    for experiment, data in results.items():
+        summary = data.get("summary")
+        if not summary or data.get("dry_run"):
+            continue
+        dataset = data["dataset"]
+        seeds = summary["components"]["seeds"]
+        lines.append(f"- **{experiment}** ({dataset}, profile `{data.get('profile', '?')}`, "
+                     f"{seeds} seed{'s' if seeds > 1 else ''}): {headline(dataset, summary)}")
+        if "seg" not in PAPER.get(dataset, {}):
+            continue
+        for way, method in (("the paper's way", "components"),
+                            ("beyond the paper", beyond_method(summary))):
+            seg = summary.get(method, {}).get("seg")
+            if seg and seg["mean"] > best.setdefault(dataset, {}).get(way, (-1.0, ""))[0]:
+                best[dataset][way] = (seg["mean"], experiment)
+    for dataset, ways in best.items():
+        paper = PAPER[dataset]["seg"]
+        parts = [f"{way}, **{name}** ({mean:.3f}, {mean - paper:+.3f})"
+                 for way, (mean, name) in ways.items()]
+        lines.append(f"- Closest to the paper's SEG {paper} on {dataset}: " + "; ".join(parts)
+                     + ".")
+    return "\n".join(lines) or "_no result to conclude from_"
+
+
 def _steps(data: Mapping[str, Any], arm: str | None = None) -> str:
     steps = {r.get("steps_done") for name, r in data["runs"].items()
              if arm is None or _arm_of(name) == arm}
