@@ -144,6 +144,11 @@ def _label_panels(rgb: np.ndarray, texts: Sequence[tuple[int, str]]) -> np.ndarr
     return np.asarray(im)
 
 
+def _swatch(color: tuple[int, int, int]) -> str:
+    """An HTML square of ``color`` for the legends under the pictures."""
+    return f"<span style='color:rgb{color}'>&#9632;</span>"
+
+
 def _panel_offsets(panels: Sequence[np.ndarray], gap: int = _GAP) -> list[int]:
     xs, x = [], 0
     for p in panels:
@@ -559,9 +564,8 @@ def augmentation_explorer(
             state["changed_fraction"] = float(np.mean(out["labels"] != labels))
         html = (f"seed {rng_state['seed']} &middot; largest elastic displacement "
                 f"{state['max_displacement']:.1f} px &middot; "
-                f"<span style='color:rgb{CONTOUR}'>&#9632;</span> label contours "
-                f"<span style='color:rgb{GRID}'>&#9632;</span> lattice every {spacing} px "
-                f"<span style='color:rgb{ARROW}'>&#9632;</span> control displacements")
+                f"{_swatch(CONTOUR)} label contours {_swatch(GRID)} lattice every {spacing} "
+                f"px {_swatch(ARROW)} control displacements")
         return rgb, state, arrays, html
 
     return Explorer(controls, render, "Augmentation (paper section 3.1)", before_change)
@@ -728,6 +732,93 @@ def _explored_methods() -> dict[str, str]:
             "distance": f"beyond the paper: {METHOD_NAMES['distance']}"}
 
 
+def _probabilities(source: Any, data: _Samples, *, tile: int | None, batch_size: int,
+                   tta: bool) -> Callable[[int], np.ndarray]:
+    """``probability(i)``: the foreground probability of ``data[i]``, from ``source`` (a model,
+    run with :func:`unetlib.predict_tiled` when an image is first asked for, or one map per
+    sample, checked against its image), each computed once."""
+    import torch
+
+    probs: dict[int, np.ndarray] = {}
+    if isinstance(source, torch.nn.Module):
+        def compute(i: int) -> np.ndarray:
+            from unetlib.tiling import predict_tiled
+
+            p = predict_tiled(source, data[i][0], tile=tile, batch_size=batch_size, tta=tta)
+            return _foreground_probability(p, f"model output for samples[{i}]")
+    else:
+        try:
+            n_src = len(source)
+        except TypeError:
+            raise TypeError("source must be a torch.nn.Module or a sequence of probability "
+                            f"maps, got {type(source).__name__}") from None
+        if n_src != len(data):
+            raise ValueError(f"source has {n_src} probability maps for {len(data)} samples")
+
+        def compute(i: int) -> np.ndarray:
+            p = _foreground_probability(source[i], f"source[{i}]")
+            if p.shape != data[i][0].shape:
+                raise ValueError(f"source[{i}]: shape {p.shape} != image shape "
+                                 f"{data[i][0].shape}")
+            return p
+
+    def probability(i: int) -> np.ndarray:
+        if i not in probs:
+            probs[i] = compute(i)
+        return probs[i]
+
+    return probability
+
+
+def _render_prediction(image: np.ndarray, gt: np.ndarray, name: str, p: np.ndarray,
+                       v: dict[str, Any]) -> tuple[np.ndarray, dict, dict, str]:
+    """The prediction explorer's picture, state, arrays and legend for one image, its
+    probability ``p`` and the control values ``v`` (see :func:`prediction_explorer`)."""
+    from unetlib.instances import InstanceParams, instances_from_probability
+    from unetlib.metrics import (
+        instance_labels_from_probability,
+        iou,
+        seg_measure,
+        split_merge_counts,
+        split_merge_ids,
+    )
+
+    t = float(v["threshold"])
+    if v["method"] == "components" or not 0.0 < t < 1.0:  # nothing to split at 0 or 1
+        pred = instance_labels_from_probability(p, t, int(v["min_size"]))
+    else:
+        pred = instances_from_probability(p, InstanceParams(
+            v["method"], t, h=float(v["h"]), min_size=int(v["min_size"])))
+    fg_p, fg_g = pred > 0, gt > 0
+    merged_ids, split_ids = split_merge_ids(pred, gt)
+    merged = np.isin(pred, merged_ids) if merged_ids.size else np.zeros(p.shape, bool)
+    split = np.isin(gt, split_ids) if split_ids.size else np.zeros(p.shape, bool)
+    left = colorize(p, 0.0, 1.0, "magma")
+    left[_edges(gt)] = CONTOUR
+    right = overlay(image, fg_p, fg_g)
+    if merged.any():
+        right[_thick_edges(merged)] = MERGE
+    if split.any():
+        right[_thick_edges(split)] = SPLIT
+    panels = [left, right]
+    xs = _panel_offsets(panels)
+    rgb = _label_panels(_stack(panels, axis=1), [
+        (xs[0], f"probability: {name.rsplit('/', 1)[-1]}"),
+        (xs[1], f"p > {t:.2f}{', split' if v['method'] == 'distance' else ''} vs truth"),
+    ])
+    counts = split_merge_counts(pred, gt)
+    state = {**v, "iou": float(iou(fg_p, fg_g)), "seg": float(seg_measure(pred, gt)), **counts}
+    arrays = {"probability": p, "pred_labels": pred, "gt_labels": gt, "merged": merged,
+              "split": split}
+    html = (f"<b>IoU {state['iou']:.3f} &middot; SEG {state['seg']:.3f}</b> &middot; "
+            f"cells: {counts['n_gt']} true, {counts['n_pred']} predicted, "
+            f"{counts['matched']} matched, {_swatch(MERGE)} {counts['merges']} merges, "
+            f"{_swatch(SPLIT)} {counts['splits']} splits, {counts['missed']} missed, "
+            f"{counts['spurious']} spurious<br>{_swatch(TP)} true positive {_swatch(FP)} false "
+            f"positive {_swatch(FN)} false negative {_swatch(CONTOUR)} true contours")
+    return rgb, state, arrays, html
+
+
 def prediction_explorer(
     source: Any,
     samples: Any,
@@ -774,17 +865,6 @@ def prediction_explorer(
     ``merges``, ``missed``, ``spurious``). ``arrays``: ``probability``, ``pred_labels``,
     ``gt_labels``, ``merged`` and ``split`` (masks of the highlighted cells).
     """
-    import torch
-
-    from unetlib.instances import InstanceParams, instances_from_probability
-    from unetlib.metrics import (
-        instance_labels_from_probability,
-        iou,
-        seg_measure,
-        split_merge_counts,
-        split_merge_ids,
-    )
-
     data = _Samples(samples, "samples", need_labels=True)
     index = _check_index(index, len(data))
     if not 0.0 <= threshold <= 1.0:
@@ -796,35 +876,7 @@ def prediction_explorer(
         raise ValueError(f"method must be one of {list(explored)}, got {method!r}")
     if not 0.5 <= h <= 10.0:
         raise ValueError(f"h must be in [0.5, 10] pixels, got {h!r}")
-    probs: dict[int, np.ndarray] = {}
-    if isinstance(source, torch.nn.Module):
-        model = source
-
-        def probability(i: int) -> np.ndarray:
-            if i not in probs:
-                from unetlib.tiling import predict_tiled
-
-                p = predict_tiled(model, data[i][0], tile=tile, batch_size=batch_size, tta=tta)
-                probs[i] = _foreground_probability(p, f"model output for samples[{i}]")
-            return probs[i]
-    else:
-        try:
-            n_src = len(source)
-        except TypeError:
-            raise TypeError("source must be a torch.nn.Module or a sequence of probability "
-                            f"maps, got {type(source).__name__}") from None
-        if n_src != len(data):
-            raise ValueError(f"source has {n_src} probability maps for {len(data)} samples")
-
-        def probability(i: int) -> np.ndarray:
-            if i not in probs:
-                p = _foreground_probability(source[i], f"source[{i}]")
-                if p.shape != data[i][0].shape:
-                    raise ValueError(f"source[{i}]: shape {p.shape} != image shape "
-                                     f"{data[i][0].shape}")
-                probs[i] = p
-            return probs[i]
-
+    probability = _probabilities(source, data, tile=tile, batch_size=batch_size, tta=tta)
     if precompute:
         for i in range(len(data)):
             probability(i)
@@ -844,47 +896,8 @@ def prediction_explorer(
 
     def render() -> tuple[np.ndarray, dict, dict, str]:
         v = {k: w.value for k, w in controls.items()}
-        i = int(v["index"])
-        image, gt, name = data[i]
-        p = probability(i)
-        t = float(v["threshold"])
-        if v["method"] == "components" or not 0.0 < t < 1.0:  # nothing to split at 0 or 1
-            pred = instance_labels_from_probability(p, t, int(v["min_size"]))
-        else:
-            pred = instances_from_probability(p, InstanceParams(
-                v["method"], t, h=float(v["h"]), min_size=int(v["min_size"])))
-        fg_p, fg_g = pred > 0, gt > 0
-        merged_ids, split_ids = split_merge_ids(pred, gt)
-        merged = np.isin(pred, merged_ids) if merged_ids.size else np.zeros(p.shape, bool)
-        split = np.isin(gt, split_ids) if split_ids.size else np.zeros(p.shape, bool)
-        left = colorize(p, 0.0, 1.0, "magma")
-        left[_edges(gt)] = CONTOUR
-        right = overlay(image, fg_p, fg_g)
-        if merged.any():
-            right[_thick_edges(merged)] = MERGE
-        if split.any():
-            right[_thick_edges(split)] = SPLIT
-        panels = [left, right]
-        xs = _panel_offsets(panels)
-        rgb = _label_panels(_stack(panels, axis=1), [
-            (xs[0], f"probability: {name.rsplit('/', 1)[-1]}"),
-            (xs[1], f"p > {t:.2f}{', split' if v['method'] == 'distance' else ''} vs truth"),
-        ])
-        counts = split_merge_counts(pred, gt)
-        state = {**v, "iou": float(iou(fg_p, fg_g)), "seg": float(seg_measure(pred, gt)), **counts}
-        arrays = {"probability": p, "pred_labels": pred, "gt_labels": gt, "merged": merged,
-                  "split": split}
-
-        def sw(color: tuple[int, int, int]) -> str:
-            return f"<span style='color:rgb{color}'>&#9632;</span>"
-
-        html = (f"<b>IoU {state['iou']:.3f} &middot; SEG {state['seg']:.3f}</b> &middot; "
-                f"cells: {counts['n_gt']} true, {counts['n_pred']} predicted, "
-                f"{counts['matched']} matched, {sw(MERGE)} {counts['merges']} merges, "
-                f"{sw(SPLIT)} {counts['splits']} splits, {counts['missed']} missed, "
-                f"{counts['spurious']} spurious<br>{sw(TP)} true positive {sw(FP)} false "
-                f"positive {sw(FN)} false negative {sw(CONTOUR)} true contours")
-        return rgb, state, arrays, html
+        image, gt, name = data[int(v["index"])]
+        return _render_prediction(image, gt, name, probability(int(v["index"])), v)
 
     return Explorer(controls, render, "Prediction against ground truth (paper section 4)")
 
