@@ -131,6 +131,7 @@ class Augment(nn.Module):
             self.generator.manual_seed(seed)
 
     def extra_repr(self) -> str:
+        """The active transformations and their parameters, for ``repr(augment)``."""
         parts = [n for n in ("flip", "shift", "rotation", "elastic", "gray") if getattr(self, n)]
         field = (f"elastic_sigma={self.elastic_sigma}" if self.elastic_field == "bspline" else
                  f"gaussian field alpha={self.elastic_alpha}, smooth={self.elastic_smooth}")

@@ -169,6 +169,7 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
 
     def run_name(self) -> str:
+        """The run's folder name under ``runs/``: the data set and the hash of the options."""
         return f"{self.dataset}-{self.key()}"
 
 

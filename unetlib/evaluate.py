@@ -130,8 +130,9 @@ def choose_all(val_probs: Sequence[np.ndarray] | None, val_labels: Sequence[np.n
     return out
 
 
-def evaluate_model(model: nn.Module, config: Any, val_images, val_labels, test_images,
-                   test_labels) -> dict[str, Any]:
+def evaluate_model(model: nn.Module, config: Any, val_images: Sequence[np.ndarray],
+                   val_labels: Sequence[np.ndarray], test_images: Sequence[np.ndarray],
+                   test_labels: Sequence[np.ndarray]) -> dict[str, Any]:
     """Choose each instance method's parameters on the validation frames, then score the test
     frames with them. Returns ``{method: {"params", "chosen_on", "val_seg", "scan", "metrics",
     "per_image"}}`` plus ``"fixed"``: the paper's way at the config's fixed threshold (so the
@@ -141,8 +142,9 @@ def evaluate_model(model: nn.Module, config: Any, val_images, val_labels, test_i
     return evaluate_probabilities(val_probs, val_labels, test_probs, test_labels, config)
 
 
-def evaluate_probabilities(val_probs: Sequence[np.ndarray] | None, val_labels,
-                           test_probs: Sequence[np.ndarray], test_labels,
+def evaluate_probabilities(val_probs: Sequence[np.ndarray] | None,
+                           val_labels: Sequence[np.ndarray],
+                           test_probs: Sequence[np.ndarray], test_labels: Sequence[np.ndarray],
                            config: Any) -> dict[str, Any]:
     """:func:`evaluate_model` from probabilities already predicted (a GPU session's, brought
     back): the same choice on the validation frames and the same test scores."""

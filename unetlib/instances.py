@@ -89,6 +89,7 @@ class InstanceParams:
         return instances_from_probability(prob, self)
 
     def as_dict(self) -> dict[str, Any]:
+        """The parameters as recorded in result files (only those the method uses)."""
         d = dataclasses.asdict(self)
         if self.method != "watershed":
             d.pop("seed_threshold")
@@ -97,6 +98,7 @@ class InstanceParams:
         return d
 
     def describe(self) -> str:
+        """The method and its parameters in words, for tables and legends."""
         if self.method == "components":
             return (f"connected components of p > {self.threshold:.2f} "
                     f"(objects under {self.min_size} px dropped)")

@@ -200,6 +200,7 @@ class Up(nn.Module):
             self.up = nn.Conv2d(in_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, in_ch, H, W) up-sampled to (N, out_ch, 2H, 2W)."""
         if self.mode == "transpose":
             return self.up(x)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
@@ -334,6 +335,8 @@ class UNet(nn.Module):
         return valid_input_size(size, self.depth, self.padding, mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (N, n_classes, H', W') of images ``x`` (N, in_channels, H, W); with valid
+        convolutions the output is smaller than the input (:meth:`output_size`)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"x must have shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"

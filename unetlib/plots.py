@@ -20,6 +20,7 @@ import numpy as np
 from unetlib.instances import METHOD_NAMES, beyond_method
 
 if TYPE_CHECKING:
+    import torch
     from matplotlib.figure import Figure
 
     from unetlib.weights import ClassWeights
@@ -171,6 +172,8 @@ COLUMN_LABELS: dict[str, tuple[str, int | None]] = {
 
 
 def format_metric(value: Any, column: str | None = None) -> str:
+    """``value`` as a table shows it: with the decimals of its ``column`` (``COLUMN_LABELS``),
+    else a float to 4 significant digits; "–" for a missing or NaN value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     digits = COLUMN_LABELS.get(column, ("", None))[1]
@@ -268,7 +271,7 @@ def plot_few_images(data: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def architecture_levels(model, input_size: int) -> list[dict[str, Any]]:
+def architecture_levels(model: torch.nn.Module, input_size: int) -> list[dict[str, Any]]:
     """The feature maps of a :class:`unetlib.UNet` for a square input of ``input_size``, read
     from a forward pass on the meta device (no memory, no arithmetic): per level, the
     contracting path's input and output sides, the expanding path's (after its up-convolution
@@ -312,7 +315,7 @@ def architecture_levels(model, input_size: int) -> list[dict[str, Any]]:
     return levels
 
 
-def plot_architecture(model, input_size: int, title: str | None = None) -> Figure:
+def plot_architecture(model: torch.nn.Module, input_size: int, title: str | None = None) -> Figure:
     """The U of paper Fig. 1 drawn from the network's own feature-map sizes
     (:func:`architecture_levels`): one box per level of each path with its channels and sides,
     max-pools down, up-convolutions up, and the skip connections (cropped for the valid

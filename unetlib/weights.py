@@ -430,7 +430,7 @@ def _offsets_by_distance(max_distance: float) -> tuple[np.ndarray, np.ndarray, n
 
 
 def weight_map_torch(
-    labels,
+    labels: torch.Tensor,
     w0: float = 10.0,
     sigma: float = 5.0,
     class_weights: ClassWeights = "balanced",

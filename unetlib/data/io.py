@@ -172,7 +172,8 @@ def read_labels(path: str | os.PathLike, *, allow_empty: bool = False) -> np.nda
     return labels
 
 
-def check_same_shape(image: np.ndarray, labels: np.ndarray, image_path, label_path) -> None:
+def check_same_shape(image: np.ndarray, labels: np.ndarray, image_path: str | os.PathLike,
+                     label_path: str | os.PathLike) -> None:
     """Returns None when the image and its label mask have the same shape; raises ValueError
     naming both files otherwise."""
     if image.shape != labels.shape:
