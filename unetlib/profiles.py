@@ -60,7 +60,7 @@ _SMOKE_TRAIN = {
 _QUICK_TRAIN = {
     # sized so that `make book` (six training runs: three seeds here, one each for the EM
     # chapter, the augmentation ablation and the weight-map experiment) stays within 30 minutes
-    # on 2 CPU cores (AMD EPYC): about 0.13 s a step (book/rerun.md has the measured time).
+    # on 2 CPU cores (AMD EPYC): about 0.13 s a step; 15 min 48 s measured (book/rerun.md).
     # BatchNorm (the LIVECell reproduction's variant) learns the low-contrast DIC frames far
     # faster than the paper's BN-free network.
     "dataset": "DIC-C2DH-HeLa",
@@ -73,11 +73,7 @@ _QUICK_TRAIN = {
     "batch_norm": True,
     "optimizer": "adam",
     "lr": 2e-3,
-    # chosen from the budget curve (book/results/budget_curve.json, one run of this
-    # configuration to 2,000 steps, scored every 200): validation SEG of the distance-transform
-    # watershed 0.795 at 600 steps, 0.837 at 1,200, 0.859 at its best (1,800). 1,200 steps take
-    # within 0.03 of the best, and the fast step (below) pays for them within `make book`'s budget
-    "steps": 1200,
+    "steps": 700,
     "batch_size": 2,
     "eval_every": 100,
     # an average of the weights (beyond the paper): with a constant rate a short run's
