@@ -224,3 +224,19 @@ def test_data_chapters_use_the_training_data_set(profile, notebook):
 def test_training_page_names_are_checked_before_a_kernel_starts(overrides, named):
     with pytest.raises(ValueError, match=named):
         parameters("smoke", "02_train", overrides)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_bf16_resolves_to_what_the_cpu_computes_natively(monkeypatch, native):
+    """The quick profile's "auto" becomes True exactly where the CPU has native bf16; an
+    explicit value wins, and the config itself only ever holds a bool."""
+    import unetlib.provenance as P
+    from unetlib.config import TrainConfig
+
+    monkeypatch.setattr(P, "cpu_bf16", lambda: native)
+    assert PROFILES["quick"]["train"]["02_train"]["amp_cpu"] == "auto"
+    assert train_config("quick").amp_cpu is native
+    assert train_config("quick", amp_cpu=not native).amp_cpu is (not native)
+    assert train_config("smoke", amp_cpu="auto").amp_cpu is native
+    with pytest.raises(ValueError, match="amp_cpu must be bool"):
+        TrainConfig(amp_cpu="auto")

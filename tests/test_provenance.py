@@ -17,6 +17,7 @@ import torch
 from unetlib import provenance
 from unetlib.provenance import (
     command_line,
+    cpu_bf16,
     cpu_name,
     hardware,
     replacing,
@@ -208,7 +209,21 @@ def test_hardware_keys_and_values():
     assert info["torch_threads"] == torch.get_num_threads() >= 1
     assert info["python"].count(".") == 2
     assert "device" not in info
+    # which vector instructions, and whether bf16 is native: "AMD EPYC" alone names CPUs whose
+    # bf16 training steps differ tenfold
+    assert info["cpu_isa"] == torch.backends.cpu.get_cpu_capability()
+    assert info["cpu_bf16"] is cpu_bf16() and isinstance(info["cpu_bf16"], bool)
     json.dumps(info)  # serialisable as is
+
+
+def test_cpu_bf16_is_what_onednn_says_and_false_without_it(monkeypatch):
+    assert cpu_bf16() is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+    def missing():
+        raise RuntimeError("no oneDNN in this build")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing)
+    assert cpu_bf16() is False
 
 
 @pytest.mark.parametrize("device", ["cpu", torch.device("cpu")])

@@ -206,6 +206,11 @@ def test_benchmark_table_head_and_scalar_columns():
     assert _header(body) == ["#", "method", "median_s", "images_per_s", "note"]  # no times_s
     assert _row(body, "0") == ["0", "ours", "0.1128", "70.88", "–"]
     assert _row(body, "1") == ["1", "elasticdeform", "0.5", "16", "1 thread"]
+    # two CPUs both called "AMD EPYC": the vector instructions and native bf16 tell them apart
+    hw = {**BENCH["hardware"], "cpu_isa": "AVX2", "cpu_bf16": False}
+    head = benchmark_table({**BENCH, "hardware": hw}).partition("\n\n")[0]
+    assert head.startswith("Measured on AMD EPYC, AVX2, cpu, 2.4.0 (without native bf16), 2 "
+                           "threads")
 
 
 def test_benchmark_table_speedups_line():
@@ -591,7 +596,11 @@ def test_at_a_glance_says_what_ran_and_the_result_beside_the_paper():
                        line)
     assert text.startswith("**At a glance.** 3 runs of a U-Net of 1.9 M parameters")
     assert "700 steps on 6 annotated frames" in text and "the 9 test frames" in text
-    assert "3.0 min of training a run, the median, on AMD EPYC (2 cores)" in text
+    assert "3.0 min of training a run, the median, on AMD EPYC (2 cores))" in text
+    runs["seed 0"]["hardware"]["cpu_isa"] = "AVX2"  # recorded since 2026-12-05
+    text = at_a_glance(TrainConfig(dataset="DIC-C2DH-HeLa", image_size=256, amp_cpu=True), runs,
+                       1_940_000, line)
+    assert "on AMD EPYC (2 cores, AVX2) in bf16)" in text
     assert text.endswith(line + "\n")
     em = {"components": {k: {"mean": 0.05, "sd": 0.0, "min": 0.05, "max": 0.05, "values": [0.05]}
                          for k in ("isbi_rand_error", "isbi_warping_error", "isbi_pixel_error")}}

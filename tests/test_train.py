@@ -478,3 +478,15 @@ def test_silver_validation_is_refused_where_it_cannot_be(kw, match):
         T.load_splits(T.TrainConfig(**{"dataset": "DIC-C2DH-HeLa", "silver_val": 2, **kw}))
 
 
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_it_trains_as_asked_and_says_it_is_slow(tmp_path, monkeypatch,
+                                                                       capsys, native):
+    import unetlib.provenance as P
+
+    monkeypatch.setattr(P, "cpu_bf16", lambda: native)
+    result = T.train(tiny(tmp_path, steps=2, amp_cpu=True, device="cpu"))
+    assert result["config"]["amp_cpu"] is True  # what was asked is what ran, and is recorded
+    said = "warning: amp_cpu=True on a CPU without native bf16" in capsys.readouterr().err
+    assert said is not native

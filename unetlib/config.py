@@ -92,7 +92,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA if present), "cpu", "mps", "cuda" or "cuda:N"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     # bf16 autocast of the training steps on the CPU too (fast where the CPU has bf16
-    # instructions, e.g. AVX512-BF16 or AMX; slow emulation elsewhere); validation and test in fp32
+    # instructions, e.g. AVX512-BF16 or AMX; a tenfold slower emulation elsewhere: training warns);
+    # validation and test in fp32. A profile or override may say "auto": True exactly where the
+    # CPU has them (unetlib.provenance.cpu_bf16), resolved by unetlib.profiles.train_config
     amp_cpu: bool = False
     # keep the network's weights and batches in channels-last (NHWC) memory: faster convolutions
     # on CPU (benchmarks/bench_train_step.py) and GPU; the same arithmetic up to rounding

@@ -81,10 +81,12 @@ _QUICK_TRAIN = {
     # neighbouring checkpoints); the averaged weights' validation loss falls smoothly
     "ema": 0.99,
     # the fast training step: channels-last memory and bf16 autocast on the CPU, 2.4x the
-    # steps per second of the fp32 step on 2 AMD EPYC cores (benchmarks/bench_train_step.py);
-    # test SEG within the seeds' spread of the fp32 step's (book/results/fast_step.json)
+    # steps per second of the fp32 step on 2 AMD EPYC cores with AVX-512 BF16
+    # (benchmarks/bench_train_step.py); test SEG within the seeds' spread of the fp32 step's
+    # (book/results/fast_step.json). bf16 only where the CPU computes it natively ("auto"): on an
+    # AVX2-only EPYC it is emulated and a step takes ten times longer than in fp32
     "channels_last": True,
-    "amp_cpu": True,
+    "amp_cpu": "auto",
     # one 608 x 608 tile covers a 512 x 512 frame with its 44-pixel margins: 3x faster than
     # 256-pixel tiles on CPU, the same network
     "input_tile": 608,
@@ -200,6 +202,10 @@ def train_config(profile: str, page: str = "02_train", *, check_data: bool = Fal
     spec = PROFILES[profile]
     values = {"data_root": spec["common"]["data_root"], **deepcopy(spec["train"][page]),
               **overrides}
+    if values.get("amp_cpu") == "auto":  # bf16 on the CPU exactly where it is native
+        from unetlib.provenance import cpu_bf16
+
+        values["amp_cpu"] = cpu_bf16()
     config = TrainConfig(**values)
     if check_data:
         config = with_available_data(config, allow_synthetic=spec["allow_synthetic"])

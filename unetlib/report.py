@@ -199,8 +199,10 @@ def benchmark_table(data: Mapping[str, Any], columns: list[str] | None = None) -
 def _measured_on(data: Mapping[str, Any]) -> str:
     """The line above a benchmark's table: hardware, threads, cores and the command."""
     hw = data.get("hardware", {})
-    where = ", ".join(str(hw[k]) for k in ("cpu", "gpu", "device_name", "device", "torch")
-                      if hw.get(k))
+    where = ", ".join(str(hw[k]) for k in ("cpu", "cpu_isa", "gpu", "device_name", "device",
+                                           "torch") if hw.get(k))
+    if hw.get("cpu_bf16") is not None and not hw.get("gpu"):
+        where += f" ({'with' if hw['cpu_bf16'] else 'without'} native bf16)"
     threads = hw.get("torch_threads") or hw.get("threads")
     return (f"Measured on {where or hw.get('processor', '?')}"
             f"{f', {threads} threads' if threads else ''}, {hw.get('cpu_count', '?')} cores; "
@@ -290,7 +292,8 @@ def performance_conclusion(benchmarks: Mapping[str, Mapping[str, Any]],
 
 def _cores(data: Mapping[str, Any]) -> str:
     hw = data.get("hardware", {})
-    return f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+    isa = f", {hw['cpu_isa']}" if hw.get("cpu_isa") else ""
+    return f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{isa})"
 
 
 def train_step_table(data: Mapping[str, Any]) -> str:
@@ -542,7 +545,9 @@ def at_a_glance(config: Any, runs: Mapping[str, Mapping[str, Any]], n_parameters
     frames = first.get("frames") or {}
     minutes = float(np.median([r["train_seconds"] for r in runs.values()])) / 60
     hw = first.get("hardware", {})
-    where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores)"
+    isa = f", {hw['cpu_isa']}" if hw.get("cpu_isa") else ""  # recorded since 2026-12-05
+    step = " in bf16" if getattr(config, "amp_cpu", False) else ""
+    where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{isa}){step}"
     steps = sorted({r.get("steps_done") for r in runs.values()})
     runs_text = f"{len(runs)} runs" if len(runs) > 1 else "One run"
     size = f"{n_parameters / 1e6:.1f} M" if n_parameters >= 1e5 else f"{n_parameters:,}"

@@ -606,6 +606,14 @@ def _train_steps(run: _Run, progress: _Progress) -> None:
     local_batch = config.batch_size // world
     rows = slice(rank * local_batch, (rank + 1) * local_batch)
     autocast = training_autocast(config, run.device)
+    if rank == 0 and run.device.type == "cpu" and bf16_training(config, run.device):
+        from unetlib.provenance import cpu_bf16
+
+        if not cpu_bf16():
+            print(f"warning: amp_cpu=True on a CPU without native bf16 "
+                  f"({torch.backends.cpu.get_cpu_capability()}): bf16 is emulated here, about ten "
+                  "times slower than the fp32 step; amp_cpu='auto' (the quick profile's) or "
+                  "False trains in fp32", file=sys.stderr)
     bar = tqdm(total=config.steps, initial=progress.step,
                disable=not config.progress or rank != 0, desc=f"train {config.run_name()}",
                unit="step")
