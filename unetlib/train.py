@@ -506,6 +506,18 @@ def bf16_training(config: TrainConfig, device: torch.device) -> bool:
                 or (config.amp_cpu and device.type == "cpu"))
 
 
+def _warn_if_bf16_is_emulated(config: TrainConfig, device: torch.device) -> None:
+    """Say so, on stderr, when the training step runs under bf16 autocast on a CPU that has no
+    native bf16: it does what was asked, ten times slower than in fp32."""
+    from unetlib.provenance import cpu_bf16
+
+    if device.type == "cpu" and bf16_training(config, device) and not cpu_bf16():
+        print(f"warning: amp_cpu=True on a CPU without native bf16 "
+              f"({torch.backends.cpu.get_cpu_capability()}): bf16 is emulated here, about ten "
+              "times slower than the fp32 step; amp_cpu='auto' (the quick profile's) or False "
+              "trains in fp32", file=sys.stderr)
+
+
 def _logged_loss(loss: torch.Tensor, world: int) -> float:
     """Returns the global batch's loss, as a single process would log it (the mean over the
     ranks under DDP; every rank must call this at every step)."""
@@ -606,14 +618,8 @@ def _train_steps(run: _Run, progress: _Progress) -> None:
     local_batch = config.batch_size // world
     rows = slice(rank * local_batch, (rank + 1) * local_batch)
     autocast = training_autocast(config, run.device)
-    if rank == 0 and run.device.type == "cpu" and bf16_training(config, run.device):
-        from unetlib.provenance import cpu_bf16
-
-        if not cpu_bf16():
-            print(f"warning: amp_cpu=True on a CPU without native bf16 "
-                  f"({torch.backends.cpu.get_cpu_capability()}): bf16 is emulated here, about ten "
-                  "times slower than the fp32 step; amp_cpu='auto' (the quick profile's) or "
-                  "False trains in fp32", file=sys.stderr)
+    if rank == 0:
+        _warn_if_bf16_is_emulated(config, run.device)
     bar = tqdm(total=config.steps, initial=progress.step,
                disable=not config.progress or rank != 0, desc=f"train {config.run_name()}",
                unit="step")
