@@ -597,6 +597,26 @@ def test_every_picture_in_the_committed_book_has_a_caption_of_its_own(page):
         assert shown == _pictures(cell), f"{page} cell {i}: text captioned as a figure"
 
 
+def _significant_digits(number: str) -> int:
+    return len(number.replace(".", "").lstrip("0"))
+
+
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SOURCES])
+def test_the_prose_of_a_notebook_types_no_measured_number(name):
+    """Measured numbers reach a page through its code (from ``book/results/``), never typed into
+    its prose, where they would go stale when the experiments are rerun: a number of three or
+    more significant digits in a notebook's Markdown must be a published one (the paper's, the
+    Keras reproduction's). Parameters (0.5, 0.99, 0.001) and section numbers (3.1) have fewer."""
+    from unetlib.plots import KERAS_REPRODUCTION, PAPER
+
+    published = {v for d in (*PAPER.values(), *KERAS_REPRODUCTION.values()) for v in d.values()}
+    nb = json.loads((PROJECT_ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    typed = [n for n in re.findall(r"(?<![\w.])\d*\.\d+(?![\w.])", prose)
+             if _significant_digits(n) >= 3 and float(n) not in published]
+    assert not typed, f"{name}: numbers typed into the prose: {typed}"
+
+
 @pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n not in SOURCES])
 def test_every_chapter_ends_with_a_conclusion_and_names_the_figures_it_cites(name):
     """A chapter closes with a "## Conclusion" section, and every ``{numref}`` in its prose
