@@ -685,3 +685,36 @@ def test_a_page_takes_its_heading_from_the_table_of_contents(tmp_path):
             md = next(c for c in nbformat.read(page, as_version=4).cells
                       if c.cell_type == "markdown")
             assert md.source.startswith(f"# {title}\n")
+
+
+def test_one_notebook_on_two_pages_labels_its_figures_once_per_page(tmp_path):
+    """Sphinx labels are global to the book: the two pages executed from 02_train get their own
+    figure labels, cited by their own prose, so the build (warnings are errors) passes; and so do
+    the committed pages."""
+    import nbformat
+
+    from unetlib.book import _finish_page
+
+    figure = nbformat.v4.new_code_cell("plot()", metadata={"mystnb": {"figure": {
+        "caption": "a caption", "name": "fig-curves"}}})
+    labels = []
+    for name in ("02_train", "02_train_em"):
+        nb = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_markdown_cell("# T\n\n{numref}`fig-curves` and {numref}`fig-other`"),
+            figure])
+        path = tmp_path / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        for _ in range(2):  # finishing twice changes nothing more
+            _finish_page(path, PROJECT_ROOT / "notebooks" / "02_train.ipynb", path)
+        cells = nbformat.read(path, as_version=4).cells
+        labels.append(cells[1].metadata["mystnb"]["figure"]["name"])
+        assert labels[-1] == f"{name}-fig-curves"
+        assert f"{{numref}}`{name}-fig-curves` and {{numref}}`fig-other`" in cells[0].source
+    cited = {}
+    for page in sorted((PROJECT_ROOT / "book").glob("*.ipynb")):
+        for cell in nbformat.read(page, as_version=4).cells:
+            label = cell.metadata.get("mystnb", {}).get("figure", {}).get("name")
+            if label:
+                assert label not in cited, f"{page.name}: {label} also on {cited[label]}"
+                cited[label] = page.name
+                assert label.startswith(page.stem + "-"), f"{page.name}: {label}"

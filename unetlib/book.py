@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -209,10 +210,30 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
         # its own table-of-contents title, so that links and Previous/Next tell them apart
         _, _, rest = first.source.partition("\n")
         first.source = f"# {title}\n{rest}" if rest else f"# {title}"
+    own_figure_labels(nb.cells, target.stem)
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"], meta["output_path"] = shown(source), shown(target)
     nbformat.write(nb, notebook)
+
+
+def own_figure_labels(cells: list, page: str) -> None:
+    """Give a page's figure labels the page's name as a prefix, in the figures (``mystnb``
+    metadata ``figure.name``) and in the prose that cites them (``{numref}``), in place.
+    Sphinx labels are global to the book, and one notebook executed as two pages (02_train on
+    HeLa and on the EM stack) would otherwise define every label twice. Labels that already
+    carry the prefix are left as they are."""
+    renamed: dict[str, str] = {}
+    for cell in cells:
+        figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+        name = figure.get("name")
+        if name and not name.startswith(f"{page}-"):
+            renamed[name] = figure["name"] = f"{page}-{name}"
+    for cell in cells:
+        if cell.get("cell_type") == "markdown" and renamed:
+            cell["source"] = re.sub(r"\{numref\}`([^`<]+)`",
+                                    lambda m: f"{{numref}}`{renamed.get(m[1], m[1])}`",
+                                    "".join(cell["source"]))
 
 
 def toc_titles(toc: Path = PROJECT_ROOT / "_toc.yml") -> dict[str, str]:
