@@ -559,7 +559,7 @@ def test_committed_book_names_no_path_of_the_machine_that_made_it():
 
     pattern = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|mnt|opt|var)/")
     files = [*(PROJECT_ROOT / "book").glob("*.ipynb"), *(PROJECT_ROOT / "book").glob("*.md"),
-             *(PROJECT_ROOT / "book" / "results").glob("*.json"),
+             *(PROJECT_ROOT / "book" / "results").glob("**/*.json"),
              *(PROJECT_ROOT / "benchmarks" / "results").glob("*.json")]
     def text(path):  # a notebook without its embedded pictures, whose base64 bytes mean nothing
         if path.suffix != ".ipynb":
@@ -718,3 +718,30 @@ def test_one_notebook_on_two_pages_labels_its_figures_once_per_page(tmp_path):
                 assert label not in cited, f"{page.name}: {label} also on {cited[label]}"
                 cited[label] = page.name
                 assert label.startswith(page.stem + "-"), f"{page.name}: {label}"
+
+
+def test_rerun_pages_machine_table_quotes_its_result_files():
+    """The table of book/rerun.md that sets the book beside its rerun on an AVX2-only CPU quotes
+    numbers from the two sets of result files (book/results/ and book/results/rerun_avx2/)."""
+    text = (PROJECT_ROOT / "book" / "rerun.md").read_text()
+    rows = [line for line in text.splitlines()
+            if line.startswith(("| DIC-HeLa", "| ISBI 2012"))]
+    assert len(rows) == 5
+    values: set[str] = set()
+
+    def collect(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+        elif isinstance(node, float):
+            values.update({f"{node:.3f}", f"{node:.4f}"})
+
+    results = PROJECT_ROOT / "book" / "results"
+    for name in ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps"):
+        for folder in (results, results / "rerun_avx2"):
+            collect(json.loads((folder / f"{name}.json").read_text()))
+    quoted = [n for row in rows for n in re.findall(r"\d+\.\d{3,4}", row.split("|", 2)[2])]
+    assert len(quoted) == 18 and not [n for n in quoted if n not in values]
