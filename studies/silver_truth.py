@@ -2,7 +2,7 @@
 the Cell Tracking Challenge's silver-truth masks of every frame of sequence 01 instead of its 8
 gold frames, validated on the same held-out gold frames and tested on sequence 02's gold frames.
 
-    python studies/silver_truth.py --profile quick --seeds 0 1 --steps 1500 \
+    python studies/silver_truth.py --profile quick --seeds 0 1 --steps 2500 \
         --out book/results/silver_truth.json
 
 The paper (and the book's headline) trains on the gold frames only; this study says what the
