@@ -190,6 +190,23 @@ def test_prediction_threshold_extremes(samples):
     assert w.state["iou"] > 0.8 and w.state["seg"] > 0.5
 
 
+def test_threshold_scores_are_the_explorers_own_and_leave_its_controls_as_they_were(samples):
+    w = W.prediction_explorer(noisy_probabilities(samples), samples, min_size=5)
+    w.set(index=1, threshold=0.4)
+    rows = W.threshold_scores(w, (0.0, 0.5, 1.0))
+    assert len(rows) == 3 * len(samples)
+    assert [r["threshold"] for r in rows[:3]] == [0.0, 0.5, 1.0]
+    assert rows[0]["n_pred"] == 1 and rows[2]["iou"] == 0.0  # everything cell, then nothing
+    w.set(index=0, threshold=0.5)
+    assert {k: w.state[k] for k in W.SCORES} == {k: rows[1][k] for k in W.SCORES}
+    assert rows[1]["image"] == w.controls["index"].options[0][0]
+    # drove it, then put it back: same controls, same picture
+    w.set(index=1, threshold=0.4)
+    before = (w.values(), w.rgb.copy())
+    W.threshold_scores(w, (0.9,))
+    assert w.values() == before[0] and np.array_equal(w.rgb, before[1])
+
+
 def test_prediction_perfect_and_accepts_class_probabilities(samples):
     sep = [(separate_touching(s.labels) > 0).astype(np.float32) for s in samples]
     two_class = [np.stack([1 - p, p]) for p in sep]

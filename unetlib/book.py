@@ -229,8 +229,10 @@ def own_figure_labels(cells: list, page: str) -> None:
         name = figure.get("name")
         if name and not name.startswith(f"{page}-"):
             renamed[name] = figure["name"] = f"{page}-{name}"
+    if not renamed:
+        return
     for cell in cells:
-        if cell.get("cell_type") == "markdown" and renamed:
+        if cell.get("cell_type") == "markdown":
             cell["source"] = re.sub(r"\{numref\}`([^`<]+)`",
                                     lambda m: f"{{numref}}`{renamed.get(m[1], m[1])}`",
                                     "".join(cell["source"]))

@@ -46,8 +46,8 @@ def hardware(device: str | None = None) -> dict[str, Any]:
 def cpu_bf16() -> bool:
     """Whether this CPU computes bf16 natively for PyTorch's oneDNN kernels (AVX-512 with its
     BF16 or core extensions, AMX, or Arm's BF16). Elsewhere (e.g. AVX2 only) bf16 autocast is
-    emulated: a training step of the quick profile took 4.4 s instead of 0.39 s in fp32 on an
-    AVX2 AMD EPYC with 2 cores (``benchmarks/bench_train_step.py``)."""
+    emulated: a training step of the quick profile took 3.94 s instead of 0.41 s in fp32 on an
+    AVX2 AMD EPYC with 2 cores (``benchmarks/results/bench_train_step_cpu_avx2.json``)."""
     import torch
 
     try:

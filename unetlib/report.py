@@ -544,10 +544,8 @@ def at_a_glance(config: Any, runs: Mapping[str, Mapping[str, Any]], n_parameters
     first = next(iter(runs.values()))
     frames = first.get("frames") or {}
     minutes = float(np.median([r["train_seconds"] for r in runs.values()])) / 60
-    hw = first.get("hardware", {})
-    isa = f", {hw['cpu_isa']}" if hw.get("cpu_isa") else ""  # recorded since 2026-12-05
     step = " in bf16" if getattr(config, "amp_cpu", False) else ""
-    where = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{isa}){step}"
+    where = first.get("hardware", {}).get("gpu") or _cores(first) + step
     steps = sorted({r.get("steps_done") for r in runs.values()})
     runs_text = f"{len(runs)} runs" if len(runs) > 1 else "One run"
     size = f"{n_parameters / 1e6:.1f} M" if n_parameters >= 1e5 else f"{n_parameters:,}"
@@ -606,11 +604,10 @@ def data_conclusion(dataset: str, summaries: Mapping[str, Mapping[str, Any]]) ->
     train, test = summaries.get("train"), summaries.get("test")
     if train and test and train["touching_pairs_per_frame"] > 0:
         ratio = test["touching_pairs_per_frame"] / train["touching_pairs_per_frame"]
+        why = (": separating touching cells matters more in the test than in training"
+               if ratio > 1 else "")
         lines.append(f"- The test frames hold {ratio:.1f} times as many touching pairs a frame "
-                     f"as the training frames: separating touching cells matters more in the "
-                     f"test than in training." if ratio > 1 else
-                     f"- The test frames hold {ratio:.1f} times as many touching pairs a frame "
-                     f"as the training frames.")
+                     f"as the training frames{why}.")
     return "\n".join(lines) or "_no labelled frames to conclude from_"
 
 
@@ -634,8 +631,8 @@ def threshold_conclusion(rows: Sequence[Mapping[str, Any]]) -> str:
         means = [float(np.mean([r[key] for r in rs])) for rs in by.values()]
         return min(means), max(means)
 
-    m_lo, m_hi, s_lo, s_hi = total(lo, "merges"), total(hi, "merges"), total(lo, "splits"), \
-        total(hi, "splits")
+    m_lo, m_hi = total(lo, "merges"), total(hi, "merges")
+    s_lo, s_hi = total(lo, "splits"), total(hi, "splits")
     text = (f"- From threshold {lo:g} to {hi:g}, over the {len(by[lo])} images shown, merged "
             f"cells went from {m_lo} to {m_hi} and split cells from {s_lo} to {s_hi}")
     if m_lo > m_hi and s_hi > s_lo:

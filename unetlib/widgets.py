@@ -37,15 +37,13 @@ import io
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
 from unetlib.plots import ARROW, CONTOUR, FN, FP, GRID, MERGE, SPLIT, TP, overlay
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "Explorer",
@@ -55,6 +53,7 @@ __all__ = [
     "prediction_explorer",
     "encode_image",
     "static_explorer",
+    "threshold_scores",
     "weight_map_explorer",
 ]
 
@@ -739,7 +738,6 @@ def _probabilities(source: Any, data: _Samples, *, tile: int | None, batch_size:
     sample, checked against its image), each computed once."""
     import torch
 
-    probs: dict[int, np.ndarray] = {}
     if isinstance(source, torch.nn.Module):
         def compute(i: int) -> np.ndarray:
             from unetlib.tiling import predict_tiled
@@ -762,12 +760,7 @@ def _probabilities(source: Any, data: _Samples, *, tile: int | None, batch_size:
                                  f"{data[i][0].shape}")
             return p
 
-    def probability(i: int) -> np.ndarray:
-        if i not in probs:
-            probs[i] = compute(i)
-        return probs[i]
-
-    return probability
+    return cache(compute)
 
 
 def _render_prediction(image: np.ndarray, gt: np.ndarray, name: str, p: np.ndarray,
@@ -900,6 +893,27 @@ def prediction_explorer(
         return _render_prediction(image, gt, name, probability(int(v["index"])), v)
 
     return Explorer(controls, render, "Prediction against ground truth (paper section 4)")
+
+
+SCORES = ("iou", "seg", "n_gt", "n_pred", "merges", "splits")
+
+
+def threshold_scores(explorer: Explorer, thresholds: Sequence[float]) -> list[dict[str, Any]]:
+    """Drive a :func:`prediction_explorer` over every image and each of ``thresholds`` (its
+    other controls as they are) and return one dict per image and threshold: ``image`` (the
+    dropdown's label), ``threshold`` and the scores ``SCORES`` of its ``state``. The controls are
+    set back to their values before the call."""
+    saved = explorer.values()
+    rows = []
+    try:
+        for label, i in explorer.controls["index"].options:
+            for t in thresholds:
+                explorer.set(index=i, threshold=float(t))
+                rows.append({"image": label, "threshold": float(t),
+                             **{k: explorer.state[k] for k in SCORES}})
+    finally:
+        explorer.set(**saved)
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
