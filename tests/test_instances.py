@@ -12,8 +12,10 @@ from unetlib.instances import (
     METHODS,
     InstanceParams,
     choose_instances,
+    grid_points,
     instances_from_probability,
     pooled_seg,
+    scanned_current_grid,
     seg_jaccards_by_min_size,
 )
 
@@ -197,10 +199,24 @@ def test_choose_instances_maximises_validation_seg(method):
         n = len(grid["min_size"]) * sum(s > t for t in grid["threshold"]
                                         for s in grid["seed_threshold"])
     if method == "distance":
-        n *= len(grid["h"])
+        n *= int(np.prod([len(grid[k]) for k in grid if k not in ("threshold", "min_size")]))
     assert len(scan) == n
     if method == "components":
         assert params.threshold >= 0.6  # p > threshold leaves the faint gap (0.6) out
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_record_knows_whether_it_was_chosen_on_todays_grid(method):
+    prob, lab = two_touching_cells(gap=0.6)
+    params, scan = choose_instances([prob], [lab], method)
+    assert [{k: v for k, v in row.items() if k != "seg"} for row in scan] == grid_points(method)
+    record = {"params": params.as_dict(), "chosen_on": "validation", "scan": scan}
+    assert scanned_current_grid(record, method)
+    # a record written before the grid grew (one setting fewer) is stale, and so is none at all
+    assert not scanned_current_grid({**record, "scan": scan[:-1]}, method)
+    assert not scanned_current_grid({}, method)
+    # fixed parameters were never chosen on a grid
+    assert scanned_current_grid({"params": params.as_dict(), "chosen_on": "fixed"}, method)
 
 
 def test_choose_instances_tie_break_is_reproducible():

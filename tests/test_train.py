@@ -213,6 +213,22 @@ def test_result_scored_before_an_instance_method_existed_is_rescored_not_retrain
     assert "distance" in saved["instances"] and "reused" not in saved
 
 
+def test_result_chosen_on_an_older_grid_is_rescored_not_retrained(tmp_path):
+    """A grid that grew (a setting added to instances.GRIDS) makes a saved choice stale: the run
+    is scored again over today's grid from its kept weights, not retrained, and not left as it
+    was (its choice would then come from a grid the code no longer has)."""
+    first = T.train(tiny(tmp_path, tune_threshold=True))
+    assert first["instances"]["distance"]["chosen_on"] == "validation"
+    path = tmp_path / "runs" / first["run"] / "result.json"
+    old = json.loads(path.read_text())
+    old["instances"]["distance"]["scan"] = old["instances"]["distance"]["scan"][:-1]
+    path.write_text(json.dumps(old))
+    again = T.train(tiny(tmp_path, tune_threshold=True))
+    assert again["reused"] and again["history"] == first["history"]  # not retrained
+    assert again["instances"]["distance"]["scan"] == first["instances"]["distance"]["scan"]
+    assert "rescored" in again and "rescored" not in first
+
+
 def test_run_made_before_an_option_existed_is_reused_and_found_from_anywhere(tmp_path,
                                                                            monkeypatch):
     """A result whose record lacks an option added since (at its default) is the same run, not

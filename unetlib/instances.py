@@ -219,6 +219,45 @@ def seg_jaccards_by_min_size(raw: np.ndarray, gt: np.ndarray,
     return out
 
 
+def _grid(method: str, grid: dict[str, Sequence] | None = None
+          ) -> tuple[tuple[int, ...], list[InstanceParams]]:
+    """The size limits of ``method``'s grid (``GRIDS[method]`` unless ``grid`` is given) and its
+    other points, each as parameters with ``min_size=0`` (what :func:`choose_instances` scans)."""
+    grid = dict(GRIDS[method] if grid is None else grid)
+    unknown = set(grid) - {f.name for f in dataclasses.fields(InstanceParams)}
+    if unknown:
+        raise ValueError(f"grid has unknown parameter(s) {sorted(unknown)}")
+    sizes = tuple(grid.pop("min_size", (InstanceParams.min_size,)))
+    names = sorted(grid)
+    bases = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        point = dict(zip(names, values, strict=True))
+        if method == "watershed" and point.get("seed_threshold", 1.0) <= point.get("threshold",
+                                                                                   0.5):
+            continue  # equals the components method: not a watershed
+        bases.append(InstanceParams(method=method, min_size=0, **point))
+    return sizes, bases
+
+
+def grid_points(method: str, grid: dict[str, Sequence] | None = None) -> list[dict[str, Any]]:
+    """Every parameter setting :func:`choose_instances` tries for ``method``, as the scan rows
+    record them (without ``seg``), in the scan's order."""
+    sizes, bases = _grid(method, grid)
+    return [dataclasses.replace(b, min_size=int(m)).as_dict() for b in bases for m in sizes]
+
+
+def scanned_current_grid(record: dict[str, Any], method: str) -> bool:
+    """Whether a result's record of ``method`` (``result["instances"][method]``) was chosen over
+    today's grid: a record chosen on another grid (one written before a grid grew) is stale, as
+    is a missing one; a record of fixed parameters has no grid and counts as current."""
+    if not record:
+        return False
+    if record.get("chosen_on") != "validation":
+        return True
+    scanned = [{k: v for k, v in row.items() if k != "seg"} for row in record.get("scan", [])]
+    return scanned == grid_points(method)
+
+
 def choose_instances(
     probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], method: str = "components",
     grid: dict[str, Sequence] | None = None,
@@ -237,19 +276,9 @@ def choose_instances(
         raise ValueError("choose_instances needs at least one validation frame")
     if len(probs) != len(labels):
         raise ValueError(f"{len(probs)} probability maps but {len(labels)} label images")
-    grid = dict(GRIDS[method] if grid is None else grid)
-    unknown = set(grid) - {f.name for f in dataclasses.fields(InstanceParams)}
-    if unknown:
-        raise ValueError(f"grid has unknown parameter(s) {sorted(unknown)}")
-    sizes = tuple(grid.pop("min_size", (InstanceParams.min_size,)))
-    names = sorted(grid)
+    sizes, bases = _grid(method, grid)
     scan: list[dict[str, Any]] = []
-    for values in itertools.product(*(grid[n] for n in names)):
-        point = dict(zip(names, values, strict=True))
-        if method == "watershed" and point.get("seed_threshold", 1.0) <= point.get("threshold",
-                                                                                   0.5):
-            continue  # equals the components method: not a watershed
-        base = InstanceParams(method=method, min_size=0, **point)
+    for base in bases:
         raw = [_raw_instances(np.asarray(p), base) for p in probs]
         per_frame = [seg_jaccards_by_min_size(r, g, sizes) for r, g in zip(raw, labels,
                                                                            strict=True)]

@@ -50,7 +50,7 @@ from unetlib.evaluate import (
     validation_scores,
     validation_seg,
 )
-from unetlib.instances import METHODS
+from unetlib.instances import METHODS, scanned_current_grid
 from unetlib.interrupt import run_command
 from unetlib.losses import center_crop
 from unetlib.model import save_checkpoint
@@ -375,7 +375,8 @@ def _reusable_result(config: TrainConfig, run_dir: Path) -> dict[str, Any] | Non
         raise ValueError(f"{result_path}: not valid JSON ({err}); delete it or pass "
                          "reuse=False") from None
     if _same_options(cached.get("config") or {}, config) and (run_dir / "best.pt").is_file():
-        if set(METHODS) - set(cached.get("instances", {})):
+        saved = cached.get("instances", {})
+        if not all(scanned_current_grid(saved.get(m, {}), m) for m in METHODS):
             cached = _rescored(config, run_dir, cached)
         cached["reused"] = True
         # where the weights are for whoever reuses the run (a notebook in book/ or a study at
@@ -398,7 +399,8 @@ def _same_options(saved: dict[str, Any], config: TrainConfig) -> bool:
 
 
 def _rescored(config: TrainConfig, run_dir: Path, cached: dict[str, Any]) -> dict[str, Any]:
-    """A finished run scored before an instance method existed: every method scored again from
+    """A finished run scored before an instance method existed, or before its grid changed
+    (:func:`unetlib.instances.scanned_current_grid`): every method scored again from
     its kept weights (``best.pt``, the weights it was scored with), exactly as at the end of
     training, and the result file rewritten; the training record is untouched."""
     from unetlib.model import load_checkpoint
