@@ -535,13 +535,26 @@ def test_index_states_the_committed_headline():
                     f"{b['mean']:.4f} ± {b['sd']:.4f} with it" if key == "isbi_rand_error" else
                     f"{a['mean']:.4f} ± {a['sd']:.4f} and {b['mean']:.4f} ± {b['sd']:.4f}")
             assert text in index, f"index.md should say {text!r}"
+    tta_hela = PROJECT_ROOT / "book" / "results" / "tta_hela.json"
+    if tta_hela.is_file():  # DIC-HeLa: test SEG both arms, and the validation SEG that decided
+        data = json.loads(tta_hela.read_text())
+        for method in ("distance", "components"):
+            a, b = (data["summaries"][arm][method]["seg"] for arm in ("no TTA", "8-fold TTA"))
+            text = f"from {a['mean']:.3f} ± {a['sd']:.3f} to {b['mean']:.3f} ± {b['sd']:.3f}"
+            assert text in " ".join(index.split()), f"index.md should say {text!r}"
+        runs = data["instances"]
+        gains = [runs[f"8-fold TTA, seed {k}"]["distance"]["val_seg"]
+                 - runs[f"no TTA, seed {k}"]["distance"]["val_seg"] for k in data["seeds"]]
+        text = f"by {gains[0]:+.3f}, {gains[1]:+.3f} and {gains[2]:+.3f} over the three seeds"
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
     # the GPU session's rows and the gold-only validation that silver_val replaced
     expected = {
         "gpu_paper": [("components", "paper's way, GPU: SEG **{mean:.3f}**"),
                       ("watershed", "seeded watershed, GPU: SEG **{mean:.3f}**")],
         "gpu_quick_long": [("watershed", "quick recipe on a GPU, seeded watershed: SEG "
                                          "**{mean:.3f} ± {sd:.3f}**")],
-        "02_train_gold_validation": [("watershed", "{mean:.3f} ± {sd:.3f} with the watershed"),
+        "02_train_gold_validation": [("watershed", "{mean:.3f} ± {sd:.3f} with the seeded "
+                                                   "watershed"),
                                      ("components", "{mean:.3f} ± {sd:.3f} the paper's way")],
     }
     for name, checks in expected.items():
@@ -721,8 +734,8 @@ def test_one_notebook_on_two_pages_labels_its_figures_once_per_page(tmp_path):
 
 
 def test_rerun_pages_machine_table_quotes_its_result_files():
-    """The table of book/rerun.md that sets the book beside its rerun on an AVX2-only CPU quotes
-    numbers from the two sets of result files (book/results/ and book/results/rerun_avx2/)."""
+    """The table of book/rerun.md that sets the book beside its rerun on another CPU quotes
+    numbers from the two sets of result files (book/results/ and book/results/rerun_bf16/)."""
     text = (PROJECT_ROOT / "book" / "rerun.md").read_text()
     rows = [line for line in text.splitlines()
             if line.startswith(("| DIC-HeLa", "| ISBI 2012"))]
@@ -741,7 +754,7 @@ def test_rerun_pages_machine_table_quotes_its_result_files():
 
     results = PROJECT_ROOT / "book" / "results"
     for name in ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps"):
-        for folder in (results, results / "rerun_avx2"):
+        for folder in (results, results / "rerun_bf16"):
             collect(json.loads((folder / f"{name}.json").read_text()))
     quoted = [n for row in rows for n in re.findall(r"\d+\.\d{3,4}", row.split("|", 2)[2])]
     assert len(quoted) == 18 and not [n for n in quoted if n not in values]
