@@ -13,6 +13,7 @@ from unetlib.report import load_results
 sys.path.insert(0, str(PROJECT_ROOT / "studies"))
 import ablations  # noqa: E402
 import few_images  # noqa: E402
+import instance_grid  # noqa: E402
 import recipes  # noqa: E402
 import tta  # noqa: E402
 
@@ -139,3 +140,22 @@ def test_tta_refuses_an_unknown_page(tmp_path, capsys):
         tta.main(["--page", "02_trian", "--out", str(tmp_path / "x.json")])
     assert "--page" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_instance_grid_chooses_on_validation_over_both_grids_without_retraining(tmp_path):
+    out = tmp_path / "instance_grid.json"
+    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
+            "-p", "steps=2", "-p", "silver_val=0", *TINY]
+    assert instance_grid.main(argv) == 0
+    data = json.loads(out.read_text())
+    run = data["runs"]["seed 0"]
+    today, wider = run["today's grid"], run["wider grid"]
+    # the wider grid holds today's, so its best validation SEG cannot be lower
+    assert wider["settings"] > today["settings"] and wider["val_seg"] >= today["val_seg"]
+    assert today["params"]["h"] in instance_grid.GRIDS["distance"]["h"]
+    assert data["adopted"] == (data["val_gain"] >= instance_grid.ADOPT_GAIN)
+    assert 0.0 <= today["test"]["seg"] <= 1.0 and data["hardware"]["cpu_count"] >= 1
+    assert str(tmp_path) not in data["command"]
+    assert instance_grid.main(argv) == 0  # a rerun reuses the run (nothing new trained)
+    assert len(list((tmp_path / "runs").iterdir())) == 1
