@@ -547,6 +547,20 @@ def test_index_states_the_committed_headline():
                  - runs[f"no TTA, seed {k}"]["distance"]["val_seg"] for k in data["seeds"]]
         text = f"by {gains[0]:+.3f}, {gains[1]:+.3f} and {gains[2]:+.3f} over the three seeds"
         assert text in " ".join(index.split()), f"index.md should say {text!r}"
+    grid = PROJECT_ROOT / "book" / "results" / "instance_grid.json"
+    if grid.is_file():  # the wider grid's verdict, from its own file
+        data = json.loads(grid.read_text())
+        means = {f"{v:.3f}" for v in data["mean_val_seg"].values()}
+        kept = all(r["today's grid"]["params"] == r["wider grid"]["params"]
+                   for r in data["runs"].values())
+        assert len(means) == 1 and kept and not data["adopted"], "index.md's sentence is stale"
+        text = f"kept the setting it had (mean validation SEG {means.pop()} either way)"
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
+        vals = [r["today's grid"]["val_seg"] for r in data["runs"].values()]
+        tests = [r["today's grid"]["test"]["seg"] for r in data["runs"].values()]
+        text = (f"(best SEG {min(vals):.2f} to {max(vals):.2f}) from the test frames of sequence "
+                f"02 ({min(tests):.2f} to {max(tests):.2f})")
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
     # the GPU session's rows and the gold-only validation that silver_val replaced
     expected = {
         "gpu_paper": [("components", "paper's way, GPU: SEG **{mean:.3f}**"),
