@@ -360,6 +360,10 @@ def _start_slow_fetch(server: str, root: Path) -> subprocess.Popen:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # a shell that starts the suite in the background (`make test &`) hands its children
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the fetch would
+        # not see the SIGINT this test sends. Restore the default, as a terminal would have it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 30
     while not leftovers(root):  # wait until the temp file is being written
