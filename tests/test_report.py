@@ -506,6 +506,10 @@ def test_describe_arms_sets_every_arm_against_the_first_and_the_spread(isbi):
     assert "| far | 7 | 0.410 ± 0.010 (0.400–0.420) |" in text
     assert ("Rand error" in text) == isbi
     assert describe_arms(data, "missing") == "_the study has not run these arms yet_"
+    # the CPU's instruction set, where recorded: two CPUs of one model name served the studies
+    assert "on AMD EPYC (2 cores);" in lines[0]
+    data["hardware"]["cpu_isa"] = "AVX2"
+    assert "on AMD EPYC (2 cores, AVX2);" in describe_arms(data, "q").splitlines()[0]
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -291,6 +291,8 @@ def performance_conclusion(benchmarks: Mapping[str, Mapping[str, Any]],
 
 
 def _cores(data: Mapping[str, Any]) -> str:
+    """The CPU and its cores, with its instruction set where the file records it (two CPUs of
+    one model name, one with native bf16 and one without, have served this book)."""
     hw = data.get("hardware", {})
     isa = f", {hw['cpu_isa']}" if hw.get("cpu_isa") else ""
     return f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{isa})"
@@ -475,8 +477,7 @@ def describe_ablation(data: Mapping[str, Any], page: str) -> str:
 
 def _study_header(data: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     return (f"{summary['components']['seeds']} seeds an arm, {_steps(data)} steps a run "
-            f"({_step_arithmetic(data)}), on {data['hardware']['cpu']} "
-            f"({data['hardware']['cpu_count']} cores); `{data['command']}`:")
+            f"({_step_arithmetic(data)}), on {_cores(data)}; `{data['command']}`:")
 
 
 def _step_arithmetic(data: Mapping[str, Any]) -> str:
