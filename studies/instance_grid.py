@@ -17,21 +17,18 @@ choice.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from unetlib.book import add_study_arguments
+from unetlib.book import add_rescoring_arguments, kept_models
 from unetlib.evaluate import predict_frames, score_split
 from unetlib.instances import GRIDS, choose_instances
 from unetlib.interrupt import sigterm_as_interrupt
-from unetlib.model import load_checkpoint
-from unetlib.profiles import TRAINING_PAGES, train_config
 from unetlib.provenance import command_line, hardware, write_json_atomic
-from unetlib.train import load_splits, train
+from unetlib.train import load_splits
 
 WIDER: dict[str, tuple] = {**GRIDS["distance"], "h": (1.0, 2.0, 4.0, 8.0, 16.0)}
 ARMS: dict[str, dict[str, tuple]] = {"today's grid": GRIDS["distance"], "wider grid": WIDER}
@@ -57,22 +54,13 @@ def score_run(model, config, arms: dict[str, dict[str, tuple]]) -> dict[str, dic
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--page", default="02_train", choices=TRAINING_PAGES,
-                   help="the training page whose runs are scored (default 02_train)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
-    add_study_arguments(p, out="book/results/instance_grid.json")
+    add_rescoring_arguments(p, out="book/results/instance_grid.json", page="02_train")
     args = p.parse_args(argv)
-    base = train_config(args.profile, args.page, check_data=True, out_dir=args.out_dir,
-                        progress=False, **dict(args.overrides))
     start = time.perf_counter()
     runs: dict[str, dict] = {}
     with sigterm_as_interrupt():
-        for seed in args.seeds:
-            config = dataclasses.replace(base, seed=seed)
-            result = train(config)
-            model, _ = load_checkpoint(Path(args.out_dir) / config.run_name() / "best.pt",
-                                       map_location="cpu")
-            model.eval()
+        for config, result, model in kept_models(args):
+            seed = config.seed
             runs[f"seed {seed}"] = {"run": result["run"], **score_run(model, config, ARMS)}
             print(f"seed {seed}: " + "; ".join(
                 f"{arm} validation SEG {r['val_seg']:.3f}, test SEG {r['test']['seg']:.3f}"
@@ -80,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_val = {arm: float(np.mean([r[arm]["val_seg"] for r in runs.values()])) for arm in ARMS}
     gain = mean_val["wider grid"] - mean_val["today's grid"]
     data = {
-        "experiment": Path(args.out).stem, "dataset": base.dataset, "profile": args.profile,
+        "experiment": Path(args.out).stem, "dataset": config.dataset, "profile": args.profile,
         "page": args.page, "seeds": args.seeds, "grids": ARMS, "runs": runs,
         "mean_val_seg": mean_val, "val_gain": gain, "adopt_gain": ADOPT_GAIN,
         "adopted": bool(gain >= ADOPT_GAIN),

@@ -23,36 +23,25 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlib.book import add_study_arguments
+from unetlib.book import add_rescoring_arguments, kept_models
 from unetlib.evaluate import evaluate_model, paper_way_fields
 from unetlib.interrupt import sigterm_as_interrupt
-from unetlib.model import load_checkpoint
-from unetlib.profiles import TRAINING_PAGES, train_config
 from unetlib.provenance import command_line
 from unetlib.report import record_experiment, seed_summary
-from unetlib.train import load_splits, train
+from unetlib.train import load_splits
 
 ARMS = {False: "no TTA", True: "8-fold TTA"}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--page", default="02_train_em", choices=TRAINING_PAGES,
-                   help="the training page whose runs are scored (default 02_train_em)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
-    add_study_arguments(p, out="book/results/tta_em.json")
+    add_rescoring_arguments(p, out="book/results/tta_em.json", page="02_train_em")
     args = p.parse_args(argv)
-    base = train_config(args.profile, args.page, check_data=True, out_dir=args.out_dir,
-                        progress=False, **dict(args.overrides))
     experiment = Path(args.out).stem
     runs: dict[str, dict] = {}
     with sigterm_as_interrupt():
-        for seed in args.seeds:
-            config = dataclasses.replace(base, seed=seed, tta=False)
-            result = train(config)
-            model, _ = load_checkpoint(Path(args.out_dir) / config.run_name() / "best.pt",
-                                       map_location="cpu")
-            model.eval()
+        for config, result, model in kept_models(args, tta=False):
+            seed = config.seed
             _, val_s, test_s = load_splits(config)
             frames = ([s.image for s in val_s], [np.asarray(s.labels) for s in val_s],
                       [s.image for s in test_s], [np.asarray(s.labels) for s in test_s])

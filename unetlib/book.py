@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,37 @@ def add_study_arguments(parser: argparse.ArgumentParser, out: str) -> None:
                         default=[], metavar="FIELD=VALUE",
                         help="a further TrainConfig override, as in `python -m unetlib.book "
                              "run -p` (the tests train a tiny network)")
+
+
+def add_rescoring_arguments(parser: argparse.ArgumentParser, out: str, page: str) -> None:
+    """The options of the studies that score a training page's runs again from their kept
+    weights (``studies/tta.py``, ``studies/instance_grid.py``): ``--page`` (default ``page``),
+    ``--seeds`` and those of :func:`add_study_arguments`."""
+    from unetlib.profiles import TRAINING_PAGES
+
+    parser.add_argument("--page", default=page, choices=TRAINING_PAGES,
+                        help=f"the training page whose runs are scored (default {page})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    add_study_arguments(parser, out)
+
+
+def kept_models(args: argparse.Namespace, **fields: Any) -> Iterator[tuple[Any, dict, Any]]:
+    """For each of ``args.seeds``: the configuration of ``args.page`` under ``args.profile``
+    (with ``-p`` overrides and ``fields``), its run's result (reused from ``args.out_dir``,
+    trained first where it is missing) and the run's kept weights in eval mode on the CPU."""
+    import dataclasses
+
+    from unetlib.model import load_checkpoint
+    from unetlib.profiles import train_config
+    from unetlib.train import train
+
+    base = train_config(args.profile, args.page, check_data=True, out_dir=args.out_dir,
+                        progress=False, **dict(args.overrides))
+    for seed in args.seeds:
+        config = dataclasses.replace(base, seed=seed, **fields)
+        result = train(config)
+        model, _ = load_checkpoint(result["checkpoint"], map_location="cpu")
+        yield config, result, model.eval()
 
 
 def run_arm_study(description: str, experiment: str, arms: dict[str, dict[str, Any]],
