@@ -354,6 +354,9 @@ def test_weight_map_timing(close_figures, tmp_path):
     path = tmp_path / "bench_weights.json"
     path.write_text(json.dumps(result))
     assert len(plot_weight_map_timing(path).axes[0].lines) == 6  # 3 series x (random, real)
+    # a file with the before (the windowed scipy transform) draws it as a fourth series
+    before = {"rows": [dict(r, windowed_scipy_s=0.03) for r in result["rows"]]}
+    assert len(plot_weight_map_timing(before).axes[0].lines) == 8
     with pytest.raises(ValueError, match="rows"):
         plot_weight_map_timing({"rows": []})
     with pytest.raises(ValueError, match="rows"):

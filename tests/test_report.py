@@ -688,3 +688,30 @@ def test_threshold_conclusion_states_the_trade_from_the_scores():
     flat = threshold_conclusion([row(0.1, 0.5, 1, 1), row(0.9, 0.5, 1, 1)])
     assert "joins" not in flat and "depends far more" not in flat
     assert threshold_conclusion([row(0.5, 0.5, 1, 1)]).startswith("_fewer than two")
+
+
+def test_validation_choice_applies_the_rule_to_validation_seg_only():
+    from unetlib.report import describe_validation_choice, validation_gains
+
+    def inst(val, test):
+        return {"components": {"val_seg": 0.2, "metrics": {"seg": 0.1}},
+                "distance": {"val_seg": val, "metrics": {"seg": test}}}
+
+    summary = {"components": {}, "distance": {}}
+    data = {"questions": {"q": ["base", "new", "worse"]}, "seeds": [0, 1],
+            "summaries": {"base": summary, "new": summary, "worse": summary},
+            "instances": {"base, seed 0": inst(0.70, 0.60), "base, seed 1": inst(0.80, 0.60),
+                          # a large test gain must not count: only validation decides
+                          "new, seed 0": inst(0.72, 0.90), "new, seed 1": inst(0.81, 0.90),
+                          "worse, seed 0": inst(0.69, 0.95)}}
+    gains = validation_gains(data, "q")
+    assert gains["new"] == pytest.approx([0.02, 0.01]) and gains["worse"] == pytest.approx([-0.01])
+    text = describe_validation_choice(data, "q")
+    assert "- new: " in text and "+0.020, +0.010" in text and "mean +0.015: **adopted**" in text
+    assert "- worse: " in text and "**not adopted**" in text
+    assert "not adopted" in describe_validation_choice(data, "q", min_gain=0.02).split("\n")[0]
+    data["questions"]["q"] = ["base"]
+    assert "not run" in describe_validation_choice(data, "q")
+    # the committed TTA study: the gains the index quotes
+    tta = json.loads((PROJECT_ROOT / "book" / "results" / "tta_hela.json").read_text())
+    assert "-0.002, +0.002, +0.020" in describe_validation_choice(tta, "tta")

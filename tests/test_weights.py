@@ -177,6 +177,40 @@ def test_two_nearest_distances_cutoff_is_exact_below_it(max_distance):
     np.testing.assert_array_equal(d2, np.where(n2 <= max_distance, n2, np.inf))
 
 
+def _random_pieces(rng: np.random.Generator) -> np.ndarray:
+    """Sparse random ids on a random shape: cells of one id in several pieces, not convex,
+    touching the image border, and ids with gaps (the cases a per-cell window can get wrong)."""
+    h, w = (int(v) for v in rng.integers(1, 40, 2))
+    ids = rng.integers(1, 7, (h, w)) * 3
+    return np.where(rng.random((h, w)) < rng.uniform(0.02, 0.3), ids, 0)
+
+
+@pytest.mark.parametrize("max_distance", [math.inf, 2.5, 7.0])
+def test_two_nearest_kernel_equals_naive_on_random_pieces(max_distance):
+    # the compiled kernel (unetlib._two_nearest): one window per id, clipped at the border,
+    # must give scipy's distances to the last bit wherever they are <= max_distance
+    rng = np.random.default_rng(int(max_distance) if math.isfinite(max_distance) else 99)
+    for _ in range(40):
+        labels = _random_pieces(rng)
+        d1, d2 = two_nearest_distances(labels, max_distance=max_distance)
+        n1, n2 = naive_two_nearest(labels)
+        np.testing.assert_array_equal(d1, np.where(n1 <= max_distance, n1, np.inf))
+        np.testing.assert_array_equal(d2, np.where(n2 <= max_distance, n2, np.inf))
+
+
+def test_two_nearest_distances_wide_image_uses_64_bit_squares():
+    # (h + w)^2 above int32's range: the squared distances are kept in int64
+    labels = np.zeros((1, 46_400), np.int64)
+    labels[0, [10, 11]] = 1
+    labels[0, 30_000] = 2
+    labels[0, 46_390] = 5
+    d1, d2 = two_nearest_distances(labels)
+    n1, n2 = naive_two_nearest(labels)
+    np.testing.assert_array_equal(d1, n1)
+    np.testing.assert_array_equal(d2, n2)
+    assert d2[0, 0] == 30_000 - 0  # far beyond int32's square root
+
+
 def test_cutoff_error_is_bounded_by_tol():
     labels = separate_touching(voronoi_cells((64, 64), 10, seed=5, radius=12))
     exact = border_weight(labels, tol=0.0)

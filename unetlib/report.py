@@ -266,10 +266,15 @@ def performance_conclusion(benchmarks: Mapping[str, Mapping[str, Any]],
         hundred = [r for r in weights["rows"] if r.get("case") == "random" and r["cells"] == 100]
         if hundred:
             r = hundred[0]
-            lines.append(f"- The weight map (eq. 2) of 100 cells on 512 x 512: "
-                         f"{r['ours_median_s'] * 1000:.0f} ms, {r['speedup_vs_naive_min']:.0f}x "
-                         f"the per-cell distance transform over the whole frame, within "
-                         f"{r['max_abs_diff']:.0e} of it.")
+            line = (f"- The weight map (eq. 2) of 100 cells on 512 x 512: "
+                    f"{r['ours_median_s'] * 1000:.0f} ms, {r['speedup_vs_naive_min']:.0f}x "
+                    f"the per-cell distance transform over the whole frame, within "
+                    f"{r['max_abs_diff']:.0e} of it")
+            if "windowed_scipy_median_s" in r:
+                line += (f"; before the compiled kernel (one scipy transform per cell's window, "
+                         f"the same bits: {r['windowed_scipy_equal']}) "
+                         f"{r['windowed_scipy_median_s'] * 1000:.0f} ms")
+            lines.append(line + ".")
     tiling = benchmarks.get("bench_model_tiling_cpu")
     if tiling:
         t = {r["task"]: r["median_s"] for r in benchmark_rows(tiling) if r.get("size") == 512}
@@ -722,6 +727,49 @@ def describe_arms(data: Mapping[str, Any], question: str) -> str:
         for k in challenge:
             lines.append(_effect(f"{ISBI_ERRORS[k]}:", a["components"][k],
                                  first["components"][k], names, digits=4))
+    return "\n".join(lines)
+
+
+ADOPT_GAIN = 0.01  # the studies' rule: a change is adopted if it gains this much validation SEG
+
+
+def validation_gains(data: Mapping[str, Any], question: str) -> dict[str, list[float]]:
+    """Per arm after the first of ``question``: each seed's gain in **validation** SEG of the
+    beyond-the-paper method over the first arm's (``runs["<arm>, seed <s>"]``, the value the
+    instance parameters were chosen by; the file's ``instances`` table, as
+    :func:`record_experiment` writes it). Seeds missing from either arm are left out."""
+    arms = [a for a in data["questions"][question] if a in data["summaries"]]
+    instances = data["instances"]
+    out: dict[str, list[float]] = {}
+    for arm in arms[1:]:
+        gains = []
+        for seed in data.get("seeds", []):
+            a, b = instances.get(f"{arm}, seed {seed}"), instances.get(f"{arms[0]}, seed {seed}")
+            if a and b:
+                method = beyond_method(b)
+                gains.append(a[method]["val_seg"] - b[method]["val_seg"])
+        out[arm] = gains
+    return out
+
+
+def describe_validation_choice(data: Mapping[str, Any], question: str,
+                               min_gain: float = ADOPT_GAIN) -> str:
+    """Markdown: whether each arm after the first of ``question`` passes the studies' rule (a
+    mean validation SEG gain of at least ``min_gain`` over the first arm, of the method the
+    headline reports), with every seed's gain: the choice made without the test frames."""
+    arms = [a for a in data["questions"][question] if a in data["summaries"]]
+    if len(arms) < 2:
+        return "_the study has not run these arms yet_"
+    method = beyond_method(data["summaries"][arms[0]])
+    lines = []
+    for arm, gains in validation_gains(data, question).items():
+        if not gains:
+            continue
+        mean = float(np.mean(gains))
+        verdict = "adopted" if mean >= min_gain else "not adopted"
+        lines.append(f"- {arm}: validation SEG ({METHOD_LABELS[method]}) "
+                     f"{', '.join(f'{g:+.3f}' for g in gains)} against {arms[0]}, seed by seed; "
+                     f"mean {mean:+.3f}: **{verdict}** (the rule: at least {min_gain:+.2f})")
     return "\n".join(lines)
 
 

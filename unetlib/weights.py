@@ -33,7 +33,9 @@ Border term (``border_weight``)
     distance transform run in a window (its bounding box grown by R - 1 pixels), which is what
     makes the map fast: the error against the naive computation (one full-image distance
     transform per cell) is at most ``tol``, and the distances that are kept are bit-identical.
-    ``tol=0`` gives R = inf, i.e. the naive computation.
+    ``tol=0`` gives R = inf, i.e. the naive computation. The windowed transforms run in one
+    compiled kernel (:mod:`unetlib._two_nearest`, numba: Felzenszwalb & Huttenlocher's separable
+    exact transform in integers), not one ``scipy.ndimage`` call per cell.
 
 GPU (``weight_map_torch``)
     The same map for a torch tensor on its own device (e.g. after augmentation on the GPU), by a
@@ -61,7 +63,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
 
 if TYPE_CHECKING:
     import torch
@@ -79,8 +80,8 @@ __all__ = [
 
 ClassWeights = str | Mapping[int, float] | None
 
-# Label ids above this (relative to the image size) are relabelled 1..K before find_objects,
-# which allocates one slot per id up to the largest.
+# Label ids above this (relative to the image size) are relabelled 1..K before the distance
+# kernel's table of bounding boxes, which has one row per id up to the largest.
 _MAX_DIRECT_ID_FACTOR = 4
 
 
@@ -213,6 +214,8 @@ def cutoff_distance(w0: float = 10.0, sigma: float = 5.0, tol: float = 1e-7) -> 
 
 def _two_nearest_sq_2d(lab: np.ndarray, max_distance: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Squared distances (integers) to the two nearest cells; ``big`` where farther/absent."""
+    from unetlib._two_nearest import two_nearest_sq  # compiled on first use (numba)
+
     h, w = lab.shape
     dtype = np.int32 if (h + w) ** 2 < np.iinfo(np.int32).max else np.int64
     big = int(np.iinfo(dtype).max)
@@ -223,30 +226,7 @@ def _two_nearest_sq_2d(lab: np.ndarray, max_distance: float) -> tuple[np.ndarray
     lab = _compact_ids(lab)
     # pixels within max_distance of a box are within floor(max_distance) rows/columns of it
     margin = h + w if math.isinf(max_distance) else int(math.floor(max_distance))
-    for i, box in enumerate(ndimage.find_objects(lab), start=1):
-        if box is None:  # id not present
-            continue
-        # Every pixel within max_distance of cell i lies in its box grown by the margin, and all
-        # of the cell lies inside, so the windowed transform equals the full one there.
-        y0, y1 = max(box[0].start - margin, 0), min(box[0].stop + margin, h)
-        x0, x1 = max(box[1].start - margin, 0), min(box[1].stop + margin, w)
-        # The feature transform (nearest cell pixel per pixel) gives exact integer squared
-        # distances; this skips the float work of distance_transform_edt's distance output.
-        ft = ndimage.distance_transform_edt(
-            lab[y0:y1, x0:x1] != i, return_distances=False, return_indices=True
-        ).astype(dtype, copy=False)
-        ft[0] -= np.arange(y1 - y0, dtype=dtype)[:, None]
-        ft[1] -= np.arange(x1 - x0, dtype=dtype)[None, :]
-        ft *= ft
-        d = ft[0]
-        d += ft[1]
-        first, second = s1[y0:y1, x0:x1], s2[y0:y1, x0:x1]  # views: updated in place
-        np.minimum(second, np.maximum(first, d), out=second)
-        np.minimum(first, d, out=first)
-    if not math.isinf(max_distance):
-        limit = max_distance**2
-        s1[s1 > limit] = big
-        s2[s2 > limit] = big
+    two_nearest_sq(lab, int(lab.max()), margin, max_distance**2, s1, s2)
     return s1, s2, big
 
 
