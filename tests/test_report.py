@@ -710,6 +710,8 @@ def test_validation_choice_applies_the_rule_to_validation_seg_only():
     assert "- new: " in text and "+0.020, +0.010" in text and "mean +0.015: **adopted**" in text
     assert "- worse: " in text and "**not adopted**" in text
     assert "not adopted" in describe_validation_choice(data, "q", min_gain=0.02).split("\n")[0]
+    del data["instances"]["worse, seed 0"]["distance"]["val_seg"]  # fixed parameters
+    assert "- worse: no validation SEG" in describe_validation_choice(data, "q")
     data["questions"]["q"] = ["base"]
     assert "not run" in describe_validation_choice(data, "q")
     # the committed TTA study: the gains the index quotes

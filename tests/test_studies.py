@@ -15,6 +15,7 @@ import ablations  # noqa: E402
 import few_images  # noqa: E402
 import instance_grid  # noqa: E402
 import recipes  # noqa: E402
+import schedule  # noqa: E402
 import tta  # noqa: E402
 
 HELA = (data_root() / "DIC-C2DH-HeLa").is_dir()
@@ -110,6 +111,24 @@ def test_recipes_train_every_row_in_its_own_options_and_score_them_alike(tmp_pat
         text = describe_arms(data, question)
         assert all(arm in text for arm in arms) and "the seeds' spread" in text
     assert str(tmp_path) not in json.dumps(data["command"])
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_schedule_trains_each_rate_schedule_and_decides_on_validation(tmp_path):
+    from unetlib.report import describe_validation_choice
+
+    out = tmp_path / "schedule.json"
+    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
+            "-p", "steps=3", "-p", "silver_val=0", *TINY, "-p", "tune_threshold=True"]
+    assert schedule.main(argv) == 0
+    data = load_results(tmp_path)["schedule"]
+    assert set(data["summaries"]) == set(schedule.ARMS)
+    configs = {name.rsplit(", seed", 1)[0]: r["config"] for name, r in data["runs"].items()}
+    assert configs[schedule.BOOK]["lr_schedule"] == "constant"
+    assert configs["poly decay"]["lr_schedule"] == "poly"
+    assert configs["poly decay from 4e-3"]["lr"] == 2 * configs[schedule.BOOK]["lr"]
+    text = describe_validation_choice(data, "schedule")
+    assert text.count("adopted") == 2 and "validation SEG" in text
 
 
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")

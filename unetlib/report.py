@@ -17,7 +17,8 @@ from unetlib.provenance import write_json_atomic
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
-               "few_images", "recipes", "tta_em", "tta_hela", "gpu_quick_long", "gpu_paper")
+               "few_images", "recipes", "schedule", "tta_em", "tta_hela", "gpu_quick_long",
+               "gpu_paper")
 # the chapters' own experiments (the studies summarise their many runs as arms instead)
 CHAPTERS = ("02_train", "02_train_gold_validation", "02_train_em", "03_augmentation_ablation",
             "04_weight_maps")
@@ -737,7 +738,8 @@ def validation_gains(data: Mapping[str, Any], question: str) -> dict[str, list[f
     """Per arm after the first of ``question``: each seed's gain in **validation** SEG of the
     beyond-the-paper method over the first arm's (``runs["<arm>, seed <s>"]``, the value the
     instance parameters were chosen by; the file's ``instances`` table, as
-    :func:`record_experiment` writes it). Seeds missing from either arm are left out."""
+    :func:`record_experiment` writes it). Seeds missing from either arm, or scored with fixed
+    parameters (no validation SEG), are left out."""
     arms = [a for a in data["questions"][question] if a in data["summaries"]]
     instances = data["instances"]
     out: dict[str, list[float]] = {}
@@ -745,8 +747,8 @@ def validation_gains(data: Mapping[str, Any], question: str) -> dict[str, list[f
         gains = []
         for seed in data.get("seeds", []):
             a, b = instances.get(f"{arm}, seed {seed}"), instances.get(f"{arms[0]}, seed {seed}")
-            if a and b:
-                method = beyond_method(b)
+            method = beyond_method(b) if b else None
+            if a and b and "val_seg" in a.get(method, {}) and "val_seg" in b[method]:
                 gains.append(a[method]["val_seg"] - b[method]["val_seg"])
         out[arm] = gains
     return out
@@ -764,6 +766,7 @@ def describe_validation_choice(data: Mapping[str, Any], question: str,
     lines = []
     for arm, gains in validation_gains(data, question).items():
         if not gains:
+            lines.append(f"- {arm}: no validation SEG to choose by (fixed instance parameters)")
             continue
         mean = float(np.mean(gains))
         verdict = "adopted" if mean >= min_gain else "not adopted"
