@@ -75,25 +75,28 @@ def two_nearest_sq(lab: np.ndarray, n: int, margin: int, limit2: float,
         x0 = max(box[i, 2] - margin, 0)
         x1 = min(box[i, 3] + 1 + margin, w)
         ww = x1 - x0
+        # only the columns of the cell's box hold cell pixels: the others have no parabola
+        c0 = box[i, 2] - x0
+        c1 = box[i, 3] + 1 - x0
         # columns: distance to the nearest pixel of cell i above, then below (capped at far)
-        for x in range(ww):
+        for x in range(c0, c1):
             last[x] = -far - h
         for y in range(y0, y1):
-            for x in range(ww):
+            for x in range(c0, c1):
                 if lab[y, x0 + x] == i:
                     last[x] = y
                 g[y - y0, x] = min(y - last[x], far)
-        for x in range(ww):
+        for x in range(c0, c1):
             last[x] = far + 2 * h
         for y in range(y1 - 1, y0 - 1, -1):
-            for x in range(ww):
+            for x in range(c0, c1):
                 if lab[y, x0 + x] == i:
                     last[x] = y
                 g[y - y0, x] = min(last[x] - y, g[y - y0, x])
         # rows: the lower envelope of the parabolas (x - q)^2 + g(q)^2
         for r in range(y1 - y0):
             k = -1
-            for q in range(ww):
+            for q in range(c0, c1):
                 if g[r, q] >= far:
                     continue
                 fq = g[r, q] * g[r, q] + q * q
