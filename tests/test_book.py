@@ -547,6 +547,41 @@ def test_index_states_the_committed_headline():
                  - runs[f"no TTA, seed {k}"]["distance"]["val_seg"] for k in data["seeds"]]
         text = f"by {gains[0]:+.3f}, {gains[1]:+.3f} and {gains[2]:+.3f} over the three seeds"
         assert text in " ".join(index.split()), f"index.md should say {text!r}"
+    tta_silver = PROJECT_ROOT / "book" / "results" / "tta_silver.json"
+    if tta_silver.is_file():  # the silver-truth runs: TTA chosen by validation, its test SEG
+        from unetlib.report import validation_gains
+
+        data = json.loads(tta_silver.read_text())
+        gains = validation_gains(data, "tta")["8-fold TTA"]
+        seg = data["summaries"]["8-fold TTA"]["distance"]["seg"]
+        assert sum(gains) / len(gains) >= 0.01, "index.md says TTA passed the rule"
+        text = (f"(validation SEG {gains[0]:+.3f} and {gains[1]:+.3f}), so by that rule the "
+                f"extension's number is the one with it: **{seg['mean']:.3f} ± {seg['sd']:.3f}**")
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
+    schedule = PROJECT_ROOT / "book" / "results" / "schedule.json"
+    if schedule.is_file():  # the schedules' test SEG and the validation change that decided
+        from unetlib.report import validation_gains
+
+        data = json.loads(schedule.read_text())
+
+        def arm_seg(arm: str) -> str:
+            seg = data["summaries"][arm]["distance"]["seg"]
+            return f"{seg['mean']:.3f} ± {seg['sd']:.3f}"
+
+        gains = {arm: sum(g) / len(g) for arm, g in validation_gains(data, "schedule").items()}
+        assert all(g < 0.01 for g in gains.values()), "index.md says the constant rate stays"
+        text = (f"scored {arm_seg('poly decay')} and {arm_seg('poly decay from 4e-3')} against "
+                f"the constant rate's {arm_seg('constant rate (the book)')}, and changed the "
+                f"validation SEG by {gains['poly decay']:+.3f} and "
+                f"{gains['poly decay from 4e-3']:+.3f}")
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
+    bench = PROJECT_ROOT / "benchmarks" / "results" / "bench_weights_cpu.json"
+    if bench.is_file():  # the weight map's speed, as the performance chapter measured it
+        row = next(r for r in json.loads(bench.read_text())["rows"]
+                   if r["case"] == "random" and r["cells"] == 100)
+        text = (f"{row['ours_median_s'] * 1000:.0f} ms for 100 cells on 512 x 512, "
+                f"{row['speedup_vs_naive_min']:.0f}x the per-cell transform")
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
     grid = PROJECT_ROOT / "book" / "results" / "instance_grid.json"
     if grid.is_file():  # the wider grid's verdict, from its own file
         data = json.loads(grid.read_text())

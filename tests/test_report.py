@@ -577,6 +577,11 @@ def test_performance_conclusion_is_written_from_the_benchmark_files():
     assert f"{peers['unetlib_over_fastest_inexact']:.1f}x the fastest library" in text
     step = benchmarks["bench_train_step_cpu"]["results"]["channels_last + bf16"]
     assert f"({step['speedup_vs_before']:.2f}x)" in text
+    hundred = next(r for r in benchmarks["bench_weights_cpu"]["rows"]
+                   if r["case"] == "random" and r["cells"] == 100)
+    assert f"{hundred['speedup_vs_naive_min']:.0f}x the per-cell distance transform" in text
+    assert (f"before the compiled kernel (one scipy transform per cell's window, the same bits: "
+            f"True) {hundred['windowed_scipy_median_s'] * 1000:.0f} ms") in text
     assert performance_conclusion({}) == "_no benchmark results to conclude from_\n"
     # a missing file drops its bullet, not the others
     partial = performance_conclusion({"bench_train_step_cpu": benchmarks["bench_train_step_cpu"]})
