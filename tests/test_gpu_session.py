@@ -53,8 +53,8 @@ def test_dry_run_runs_every_step(tmp_path):
     session = json.loads((tmp_path / "session.json").read_text())
     assert session["dry_run"] is True
     assert {k: v["status"] for k, v in session["steps"].items()} == {
-        "cuda_tests": "ok", "bench_elastic": "ok", "bench_model": "ok", "bench_weights": "ok",
-        "paper_train": "ok", "quick_seeds": "ok"}
+        "cuda_tests": "ok", "bench_elastic": "ok", "bench_elastic_b64": "ok", "bench_model": "ok",
+        "bench_weights": "ok", "paper_train": "ok", "quick_seeds": "ok"}
     # the weights stay out of the folder that comes back from the GPU machine
     assert not list(tmp_path.rglob("*.pt")) and list(runs.rglob("best.pt"))
     for step in session["steps"].values():
@@ -70,6 +70,8 @@ def test_dry_run_runs_every_step(tmp_path):
     assert quick["summary"]["watershed"]["seeds"] == 1 and quick["profile"] == "quick"
     assert str(PROJECT_ROOT) not in json.dumps(paper) + json.dumps(quick)
     assert (tmp_path / "bench_elastic_cpu.json").is_file()
+    b64 = json.loads((tmp_path / "bench_elastic_cpu_b64.json").read_text())
+    assert b64["workload"]["batch"] == 2  # the dry run's stand-in for the batch of 64
     assert (tmp_path / "bench_model_cpu.json").is_file()
     weights = json.loads((tmp_path / "bench_weights_cpu.json").read_text())
     assert all(r["max_abs_diff"] < 1e-5 for r in weights["rows"])

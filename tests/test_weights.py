@@ -477,3 +477,21 @@ def test_torch_weight_map_stack_and_errors():
     with pytest.raises(TypeError, match="labels"):
         weight_map_torch(np.zeros((4, 4), np.int64))
 
+
+
+def test_kernel_compiles_where_no_cache_folder_is_writable():
+    # a read-only install: numba finds no folder to cache machine code in and refuses
+    # cache=True; the kernel is then compiled in memory, with the same distances
+    import subprocess
+    import sys
+
+    from unetlib.paths import PROJECT_ROOT
+
+    code = ("import numba.core.caching as c; c.CacheImpl._locator_classes = []\n"
+            "import numpy as np\n"
+            "from unetlib.weights import two_nearest_distances\n"
+            "lab = np.zeros((8, 9), np.int64); lab[1, 1] = 1; lab[6, 7] = 2\n"
+            "print(two_nearest_distances(lab)[1][1, 1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, check=True)
+    assert float(out.stdout) == math.hypot(5, 6)

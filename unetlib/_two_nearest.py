@@ -22,11 +22,23 @@ feature transform's index arrays and the NumPy passes over each window.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(fn: Callable) -> Callable:
+    """``fn`` compiled by numba, the machine code cached on disk (beside this file, or in the
+    user's cache folder) so that later processes skip the seconds of compilation; where no
+    folder is writable (a read-only install) it is compiled in memory in each process."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(fn)
+
+
+@_compiled
 def _boxes(lab: np.ndarray, n: int) -> np.ndarray:
     """Bounding boxes ``[y_min, y_max, x_min, x_max]`` (inclusive) of ids 0..n; y_max = -1 where
     an id is absent."""
@@ -47,7 +59,7 @@ def _boxes(lab: np.ndarray, n: int) -> np.ndarray:
     return box
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def two_nearest_sq(lab: np.ndarray, n: int, margin: int, limit2: float,
                    s1: np.ndarray, s2: np.ndarray) -> None:
     """Fill ``s1 <= s2`` (H, W), pre-filled with a large value, with the two smallest squared

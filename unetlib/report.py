@@ -260,8 +260,10 @@ def performance_conclusion(benchmarks: Mapping[str, Mapping[str, Any]],
         if name.startswith("bench_elastic_cuda"):
             best = max((r for r in benchmark_rows(data) if str(r["method"]).startswith("unetlib")),
                        key=lambda r: r["images_per_s"])
+            batch = data.get("workload", {}).get("batch")
             lines.append(f"- On {data['hardware'].get('device_name')}: {best['method']} "
-                         f"{best['images_per_s']:,.0f} images/s of the same batch.")
+                         f"{best['images_per_s']:,.0f} images/s"
+                         + (f" at batch {batch} (512 x 512)." if batch else "."))
     weights = benchmarks.get("bench_weights_cpu")
     if weights:
         hundred = [r for r in weights["rows"] if r.get("case") == "random" and r["cells"] == 100]
