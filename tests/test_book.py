@@ -575,6 +575,20 @@ def test_index_states_the_committed_headline():
                 f"validation SEG by {gains['poly decay']:+.3f} and "
                 f"{gains['poly decay from 4e-3']:+.3f}")
         assert text in " ".join(index.split()), f"index.md should say {text!r}"
+    border = PROJECT_ROOT / "book" / "results" / "border_weight.json"
+    if border.is_file():  # w0 = 20: passed on validation, its test SEG, kept out of the headline
+        from unetlib.report import validation_gains
+
+        data = json.loads(border.read_text())
+        gains = validation_gains(data, "border_weight")["w0 = 20"]
+        arms = data["summaries"]
+        strong, book = (arms[a]["distance"]["seg"] for a in ("w0 = 20",
+                                                              "w0 = 10 (the paper, the book)"))
+        assert sum(gains) / len(gains) >= 0.01, "index.md says w0 = 20 passed the rule"
+        text = (f"passed the same rule on validation ({sum(gains) / len(gains):+.3f} on average) "
+                f"and scored {strong['mean']:.3f} ± {strong['sd']:.3f} on the test frames, within "
+                f"the seeds' spread of {book['mean']:.3f} ± {book['sd']:.3f}")
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
     bench = PROJECT_ROOT / "benchmarks" / "results" / "bench_weights_cpu.json"
     if bench.is_file():  # the weight map's speed, as the performance chapter measured it
         row = next(r for r in json.loads(bench.read_text())["rows"]

@@ -712,9 +712,10 @@ def test_validation_choice_applies_the_rule_to_validation_seg_only():
     gains = validation_gains(data, "q")
     assert gains["new"] == pytest.approx([0.02, 0.01]) and gains["worse"] == pytest.approx([-0.01])
     text = describe_validation_choice(data, "q")
-    assert "- new: " in text and "+0.020, +0.010" in text and "mean +0.015: **adopted**" in text
-    assert "- worse: " in text and "**not adopted**" in text
-    assert "not adopted" in describe_validation_choice(data, "q", min_gain=0.02).split("\n")[0]
+    assert "- new: " in text and "+0.020, +0.010" in text
+    assert "mean +0.015: **passes the rule**" in text
+    assert "- worse: " in text and "**does not pass the rule**" in text
+    assert "does not pass" in describe_validation_choice(data, "q", min_gain=0.02).split("\n")[0]
     del data["instances"]["worse, seed 0"]["distance"]["val_seg"]  # fixed parameters
     assert "- worse: no validation SEG" in describe_validation_choice(data, "q")
     data["questions"]["q"] = ["base"]

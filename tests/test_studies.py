@@ -12,6 +12,7 @@ from unetlib.report import load_results
 
 sys.path.insert(0, str(PROJECT_ROOT / "studies"))
 import ablations  # noqa: E402
+import border_weight  # noqa: E402
 import few_images  # noqa: E402
 import instance_grid  # noqa: E402
 import recipes  # noqa: E402
@@ -128,7 +129,20 @@ def test_schedule_trains_each_rate_schedule_and_decides_on_validation(tmp_path):
     assert configs["poly decay"]["lr_schedule"] == "poly"
     assert configs["poly decay from 4e-3"]["lr"] == 2 * configs[schedule.BOOK]["lr"]
     text = describe_validation_choice(data, "schedule")
-    assert text.count("adopted") == 2 and "validation SEG" in text
+    assert text.count("the rule**") == 2 and "validation SEG" in text
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_border_weight_changes_only_w0(tmp_path):
+    out = tmp_path / "border_weight.json"
+    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
+            "-p", "steps=2", "-p", "silver_val=0", *TINY]
+    assert border_weight.main(argv) == 0
+    data = load_results(tmp_path)["border_weight"]
+    configs = {name.rsplit(", seed", 1)[0]: r["config"] for name, r in data["runs"].items()}
+    book, strong = configs[border_weight.BOOK], configs["w0 = 20"]
+    assert {k for k in book if book[k] != strong[k]} == {"w0"}
+    assert (book["w0"], strong["w0"]) == (10.0, 20.0)
 
 
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
