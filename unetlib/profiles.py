@@ -61,7 +61,7 @@ _QUICK_TRAIN = {
     # sized so that `make book` (six training runs: three seeds here, one each for the EM
     # chapter, the augmentation ablation and the weight-map experiment) stays within 30 minutes
     # on 2 CPU cores (AMD EPYC) with native bf16: about 0.13 s a step, 15 min 48 s in all; an
-    # AVX2-only EPYC trains in fp32 (amp_cpu below), 0.41 s a step, 38 min (book/rerun.md).
+    # AVX2-only EPYC trains in fp32 (amp_cpu below), 0.33-0.41 s a step, 33-38 min (book/rerun.md).
     # BatchNorm (the LIVECell reproduction's variant) learns the low-contrast DIC frames far
     # faster than the paper's BN-free network.
     "dataset": "DIC-C2DH-HeLa",
