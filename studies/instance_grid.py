@@ -28,11 +28,11 @@ from unetlib.evaluate import predict_frames, score_split
 from unetlib.instances import GRIDS, choose_instances
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.provenance import command_line, hardware, write_json_atomic
+from unetlib.report import ADOPT_GAIN
 from unetlib.train import load_splits
 
 WIDER: dict[str, tuple] = {**GRIDS["distance"], "h": (1.0, 2.0, 4.0, 8.0, 16.0)}
 ARMS: dict[str, dict[str, tuple]] = {"today's grid": GRIDS["distance"], "wider grid": WIDER}
-ADOPT_GAIN = 0.01  # mean validation SEG gain (over the seeds) that would adopt the wider grid
 
 
 def score_run(model, config, arms: dict[str, dict[str, tuple]]) -> dict[str, dict]:

@@ -696,7 +696,7 @@ def test_threshold_conclusion_states_the_trade_from_the_scores():
 
 
 def test_validation_choice_applies_the_rule_to_validation_seg_only():
-    from unetlib.report import describe_validation_choice, validation_gains
+    from unetlib.report import describe_validation_choice, passing_arms, validation_gains
 
     def inst(val, test):
         return {"components": {"val_seg": 0.2, "metrics": {"seg": 0.1}},
@@ -710,6 +710,7 @@ def test_validation_choice_applies_the_rule_to_validation_seg_only():
                           "new, seed 0": inst(0.72, 0.90), "new, seed 1": inst(0.81, 0.90),
                           "worse, seed 0": inst(0.69, 0.95)}}
     gains = validation_gains(data, "q")
+    assert passing_arms(data, "q") == ["new"] and passing_arms(data, "q", min_gain=0.02) == []
     assert gains["new"] == pytest.approx([0.02, 0.01]) and gains["worse"] == pytest.approx([-0.01])
     text = describe_validation_choice(data, "q")
     assert "- new: " in text and "+0.020, +0.010" in text

@@ -24,6 +24,21 @@ TINY = ["-p", "image_size=64", "-p", "depth=2", "-p", "base_channels=4", "-p", "
         "-p", "n_test=1", "-p", "eval_every=1", "-p", "tune_threshold=False"]
 
 
+def run_tiny(study, tmp_path, *options: str, seeds: tuple[str, ...] = ("0",)) -> dict:
+    """Run an arm study's ``main`` tiny (``TINY``, no silver validation frames, ``options``
+    after them) into ``tmp_path`` and return its result file."""
+    name = study.__name__
+    argv = ["--seeds", *seeds, "--out-dir", str(tmp_path / "runs"),
+            "--out", str(tmp_path / f"{name}.json"), "-p", "silver_val=0", *TINY, *options]
+    assert study.main(argv) == 0
+    return load_results(tmp_path)[name]
+
+
+def arm_configs(data: dict) -> dict[str, dict]:
+    """Each arm's run configuration (the study ran one seed)."""
+    return {name.rsplit(", seed", 1)[0]: r["config"] for name, r in data["runs"].items()}
+
+
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
 def test_few_images_trains_every_arm_on_its_frames_and_validates_on_the_same_ones(tmp_path):
     out = tmp_path / "few_images.json"
@@ -60,11 +75,7 @@ def test_few_images_refuses_bad_arguments_by_name(tmp_path, capsys, argv, messag
 def test_ablations_train_every_arm_with_every_seed_in_the_chapters_configuration(tmp_path):
     from unetlib.report import describe_ablation
 
-    out = tmp_path / "ablations.json"
-    argv = ["--seeds", "0", "1", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
-            "-p", "steps=2", "-p", "silver_val=0", *TINY]
-    assert ablations.main(argv) == 0
-    data = load_results(tmp_path)["ablations"]
+    data = run_tiny(ablations, tmp_path, "-p", "steps=2", seeds=("0", "1"))
     assert set(data["summaries"]) == set(ablations.ARMS)
     assert all(s["components"]["seeds"] == 2 for s in data["summaries"].values())
     configs = {name: r["config"] for name, r in data["runs"].items()}
@@ -91,13 +102,9 @@ def test_ablations_refuse_an_unknown_arm(tmp_path, capsys):
 def test_recipes_train_every_row_in_its_own_options_and_score_them_alike(tmp_path):
     from unetlib.report import describe_arms
 
-    out = tmp_path / "recipes.json"
-    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
-            "-p", "steps=2", "-p", "silver_val=0", *TINY]
-    assert recipes.main(argv) == 0
-    data = load_results(tmp_path)["recipes"]
+    data = run_tiny(recipes, tmp_path, "-p", "steps=2")
     assert set(data["summaries"]) == set(recipes.ARMS) == set(data["arms"])
-    configs = {name.rsplit(", seed", 1)[0]: r["config"] for name, r in data["runs"].items()}
+    configs = arm_configs(data)
     quick = configs[recipes.QUICK]
     for arm, options in recipes.ARMS.items():
         differ = {k for k in configs[arm] if configs[arm][k] != quick[k]}
@@ -118,13 +125,9 @@ def test_recipes_train_every_row_in_its_own_options_and_score_them_alike(tmp_pat
 def test_schedule_trains_each_rate_schedule_and_decides_on_validation(tmp_path):
     from unetlib.report import describe_validation_choice
 
-    out = tmp_path / "schedule.json"
-    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
-            "-p", "steps=3", "-p", "silver_val=0", *TINY, "-p", "tune_threshold=True"]
-    assert schedule.main(argv) == 0
-    data = load_results(tmp_path)["schedule"]
+    data = run_tiny(schedule, tmp_path, "-p", "steps=3", "-p", "tune_threshold=True")
     assert set(data["summaries"]) == set(schedule.ARMS)
-    configs = {name.rsplit(", seed", 1)[0]: r["config"] for name, r in data["runs"].items()}
+    configs = arm_configs(data)
     assert configs[schedule.BOOK]["lr_schedule"] == "constant"
     assert configs["poly decay"]["lr_schedule"] == "poly"
     assert configs["poly decay from 4e-3"]["lr"] == 2 * configs[schedule.BOOK]["lr"]
@@ -134,12 +137,8 @@ def test_schedule_trains_each_rate_schedule_and_decides_on_validation(tmp_path):
 
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
 def test_border_weight_changes_only_w0(tmp_path):
-    out = tmp_path / "border_weight.json"
-    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
-            "-p", "steps=2", "-p", "silver_val=0", *TINY]
-    assert border_weight.main(argv) == 0
-    data = load_results(tmp_path)["border_weight"]
-    configs = {name.rsplit(", seed", 1)[0]: r["config"] for name, r in data["runs"].items()}
+    data = run_tiny(border_weight, tmp_path, "-p", "steps=2")
+    configs = arm_configs(data)
     book, strong = configs[border_weight.BOOK], configs["w0 = 20"]
     assert {k for k in book if book[k] != strong[k]} == {"w0"}
     assert (book["w0"], strong["w0"]) == (10.0, 20.0)

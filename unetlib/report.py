@@ -756,6 +756,14 @@ def validation_gains(data: Mapping[str, Any], question: str) -> dict[str, list[f
     return out
 
 
+def passing_arms(data: Mapping[str, Any], question: str,
+                 min_gain: float = ADOPT_GAIN) -> list[str]:
+    """The arms after the first of ``question`` that pass the studies' rule: a mean validation
+    SEG gain over the first arm (:func:`validation_gains`) of at least ``min_gain``."""
+    return [arm for arm, gains in validation_gains(data, question).items()
+            if gains and float(np.mean(gains)) >= min_gain]
+
+
 def describe_validation_choice(data: Mapping[str, Any], question: str,
                                min_gain: float = ADOPT_GAIN) -> str:
     """Markdown: whether each arm after the first of ``question`` passes the studies' rule (a
@@ -772,7 +780,8 @@ def describe_validation_choice(data: Mapping[str, Any], question: str,
             lines.append(f"- {arm}: no validation SEG to choose by (fixed instance parameters)")
             continue
         mean = float(np.mean(gains))
-        verdict = "passes the rule" if mean >= min_gain else "does not pass the rule"
+        verdict = ("passes the rule" if arm in passing_arms(data, question, min_gain)
+                   else "does not pass the rule")
         lines.append(f"- {arm}: validation SEG ({METHOD_LABELS[method]}) "
                      f"{', '.join(f'{g:+.3f}' for g in gains)} against {arms[0]}, seed by seed; "
                      f"mean {mean:+.3f}: **{verdict}** (a mean gain of at least {min_gain:.2f})")
