@@ -60,8 +60,8 @@ _SMOKE_TRAIN = {
 _QUICK_TRAIN = {
     # sized so that `make book` (six training runs: three seeds here, one each for the EM
     # chapter, the augmentation ablation and the weight-map experiment) stays within 30 minutes
-    # on 2 CPU cores (AMD EPYC) with native bf16: about 0.13 s a step, 15 min 48 s in all; an
-    # AVX2-only EPYC trains in fp32 (amp_cpu below), 0.33-0.41 s a step, 33-38 min (book/rerun.md).
+    # on 2 CPU cores (AMD EPYC) with native bf16: about 0.14 s a step (15 min 48 s in all at 700
+    # steps; book/rerun.md). An AVX2-only EPYC trains in fp32 (amp_cpu below), 0.37-0.40 s a step.
     # BatchNorm (the LIVECell reproduction's variant) learns the low-contrast DIC frames far
     # faster than the paper's BN-free network.
     "dataset": "DIC-C2DH-HeLa",
@@ -74,7 +74,10 @@ _QUICK_TRAIN = {
     "batch_norm": True,
     "optimizer": "adam",
     "lr": 2e-3,
-    "steps": 700,
+    # from the budget curve (book/results/budget_curve.json, validation SEG of the distance
+    # watershed): each 200 steps past 600 must buy the studies' 0.01 (report.ADOPT_GAIN);
+    # 800 -> 1,000 bought 0.013, 1,000 -> 1,200 only 0.003. The test frames take no part
+    "steps": 1000,
     "batch_size": 2,
     "eval_every": 100,
     # an average of the weights (beyond the paper): with a constant rate a short run's
