@@ -21,7 +21,14 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from unetlib import book
 from unetlib.paths import PROJECT_ROOT
-from unetlib.profiles import NOTEBOOKS, PROFILES, SOURCES, parameters, source_notebook
+from unetlib.profiles import (
+    NOTEBOOKS,
+    PROFILES,
+    SOURCES,
+    TRAINING_PAGES,
+    parameters,
+    source_notebook,
+)
 
 SCREENSHOTS = PROJECT_ROOT / "_build" / "screenshots"
 
@@ -798,7 +805,8 @@ def test_one_notebook_on_two_pages_labels_its_figures_once_per_page(tmp_path):
 
 def test_rerun_pages_machine_table_quotes_its_result_files():
     """The table of book/rerun.md that sets the book beside its rerun on another CPU quotes
-    numbers from the two sets of result files (book/results/ and book/results/rerun_bf16/)."""
+    numbers from the two sets of result files, both of the 700-step profile
+    (book/results/quick_700_steps/ and book/results/rerun_bf16/)."""
     text = (PROJECT_ROOT / "book" / "rerun.md").read_text()
     rows = [line for line in text.splitlines()
             if line.startswith(("| DIC-HeLa", "| ISBI 2012"))]
@@ -817,7 +825,23 @@ def test_rerun_pages_machine_table_quotes_its_result_files():
 
     results = PROJECT_ROOT / "book" / "results"
     for name in ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps"):
-        for folder in (results, results / "rerun_bf16"):
+        for folder in (results / "quick_700_steps", results / "rerun_bf16"):
             collect(json.loads((folder / f"{name}.json").read_text()))
     quoted = [n for row in rows for n in re.findall(r"\d+\.\d{3,4}", row.split("|", 2)[2])]
     assert len(quoted) == 18 and not [n for n in quoted if n not in values]
+
+
+@pytest.mark.parametrize("page", TRAINING_PAGES)
+def test_committed_training_results_match_the_quick_profile_as_it_is(page):
+    """Every run in a committed training page's result file trained under the quick profile's
+    options as ``unetlib/profiles.py`` states them today (its arms' own option aside): a profile
+    edited without re-executing the book fails here. ``amp_cpu`` is the machine's to decide."""
+    path = PROJECT_ROOT / "book" / "results" / f"{page}.json"
+    if not path.is_file():
+        pytest.skip("no committed results yet")
+    stated = PROFILES["quick"]["train"][page]
+    arm_options = {"augment", "w0"}  # what 03 and 04 vary between their two runs
+    for name, run in json.loads(path.read_text())["runs"].items():
+        differ = {k: (run["config"][k], v) for k, v in stated.items()
+                  if k != "amp_cpu" and k not in arm_options and run["config"][k] != v}
+        assert not differ, f"{path.name} {name!r} trained with {differ} (committed, profile)"

@@ -12,6 +12,7 @@ from unetlib.report import (
     EXPERIMENTS,
     benchmark_rows,
     benchmark_table,
+    budget_note,
     comparison_rows,
     describe_few_images,
     describe_run_set,
@@ -374,6 +375,33 @@ def test_describe_budget_curve_names_the_best_step_and_the_differences():
     assert "steps" not in text.split("differ")[1] and "lr=" not in text
 
 
+@pytest.mark.parametrize("vals, expected", [
+    ((0.40, 0.50, 0.52, 0.525, 0.60), 600),  # stops at the first gain under 0.01, not the best
+    ((0.40, 0.405, 0.50), 200),
+    ((0.40, 0.45, 0.50), 600),
+])
+def test_steps_from_budget_curve_walks_until_a_checkpoint_gains_less_than_the_rule(vals, expected):
+    from unetlib.report import steps_from_budget_curve
+
+    rows = [{"step": 200 * (i + 1), "distance": {"val_seg": v, "seg": 1.0 - v}}
+            for i, v in enumerate(vals)]
+    assert steps_from_budget_curve({"rows": rows[::-1]}) == expected  # order of rows is free
+    # the test scores take no part
+    for row in rows:
+        row["distance"]["seg"] = 0.0
+    assert steps_from_budget_curve({"rows": rows}) == expected
+
+
+def test_the_quick_profile_trains_the_steps_its_budget_curve_recommends():
+    """profiles.py says the quick profile's steps come from the committed budget curve by the
+    studies' rule; a new curve or an edited profile that disagree fail here."""
+    from unetlib.profiles import PROFILES
+    from unetlib.report import steps_from_budget_curve
+
+    curve = json.loads((PROJECT_ROOT / "book" / "results" / "budget_curve.json").read_text())
+    assert steps_from_budget_curve(curve) == PROFILES["quick"]["train"]["02_train"]["steps"]
+
+
 def test_elastic_speedups_pair_gpu_rows_with_the_cpu_reference():
     cpu = {"hardware": {"device": "cpu", "cpu": "EPYC", "cpu_count": 2},
            "results": [{"method": "elasticdeform 0.5.1 (1 thread)", "images_per_s": 10.0},
@@ -397,6 +425,24 @@ def test_describe_run_set_says_why_runs_stopped():
     text = describe_run_set(data)
     assert "3000, 4000 steps" in text and "1 of 2 stopped early (time limit)" in text
     assert "NVIDIA H200" in text and "`python x.py`" in text
+
+
+def test_budget_note_speaks_only_when_a_study_trained_at_another_budget():
+    def study(*steps):
+        return {"runs": {f"arm {i}": {"config": {"steps": s}, "steps_done": s}
+                         for i, s in enumerate(steps)}}
+
+    assert budget_note(study(1000, 1000), 1000) == ""
+    assert budget_note({"runs": {"seed 0": {"run": "x"}}}, 1000) == ""  # no configs: no claim
+    text = budget_note(study(700, 700), 1000)
+    assert "set to 700 steps, this page's to 1,000" in text
+    # an arm stopped early still counts by its setting, and two settings are both named
+    mixed = study(700, 2500)
+    mixed["runs"]["arm 0"]["steps_done"] = 300
+    assert "700 and 2,500 steps" in budget_note(mixed, 1000)
+    committed = json.loads((PROJECT_ROOT / "book" / "results" / "schedule.json").read_text())
+    assert budget_note(committed, committed["runs"]["constant rate (the book), seed 0"]["config"]
+                       ["steps"]) == ""
 
 
 def _few(frames_to_arms):
@@ -721,6 +767,9 @@ def test_validation_choice_applies_the_rule_to_validation_seg_only():
     assert "- worse: no validation SEG" in describe_validation_choice(data, "q")
     data["questions"]["q"] = ["base"]
     assert "not run" in describe_validation_choice(data, "q")
-    # the committed TTA study: the gains the index quotes
+    # the committed TTA study: its line carries every seed's gain and the rule's verdict
     tta = json.loads((PROJECT_ROOT / "book" / "results" / "tta_hela.json").read_text())
-    assert "-0.002, +0.002, +0.020" in describe_validation_choice(tta, "tta")
+    gains = validation_gains(tta, "tta")["8-fold TTA"]
+    line = describe_validation_choice(tta, "tta")
+    assert ", ".join(f"{g:+.3f}" for g in gains) in line
+    assert ("**passes the rule**" in line) == (sum(gains) / len(gains) >= 0.01)

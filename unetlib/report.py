@@ -807,6 +807,20 @@ def config_table(config: Any) -> str:
     return "\n".join(rows)
 
 
+def budget_note(data: Mapping[str, Any], steps: int) -> str:
+    """Markdown: empty when every run of a study file was set to ``steps`` training steps (the
+    page's own budget); else one sentence that says the study trained at another budget, so that
+    its arms are read against each other and not against the page's headline (a study made
+    before the profile's steps changed stays valid for its own question)."""
+    theirs = sorted({int(r["config"]["steps"]) for r in data.get("runs", {}).values()
+                     if isinstance(r, Mapping) and "config" in r})
+    if not theirs or theirs == [int(steps)]:
+        return ""
+    said = " and ".join(f"{s:,}" for s in theirs)
+    return (f"_This study's runs were set to {said} steps, this page's to {int(steps):,}: read "
+            "its arms against each other, not against the results above._")
+
+
 def describe_run_set(data: Mapping[str, Any]) -> str:
     """One sentence on an experiment file's runs: how many seeds, the steps each ran (and why it
     stopped), training seconds, the hardware, and the command that made it."""
@@ -979,6 +993,21 @@ def _arm_runs(experiment: str, data: Mapping[str, Any]) -> dict[str, frozenset]:
     return {f"{experiment}: {name}": frozenset([run]) for name, run in runs.items()}
 
 
+def steps_from_budget_curve(curve: Mapping[str, Any], gain: float = ADOPT_GAIN) -> int:
+    """The training steps a budget curve (``studies/budget_curve.py``) recommends: walking its
+    checkpoints in order, the last one after which the next checkpoint still raised the
+    validation SEG (of the method beyond the paper) by at least ``gain``, the studies' adoption
+    rule. Validation frames only; the test scores take no part."""
+    rows = sorted(curve["rows"], key=lambda r: r["step"])
+    method = beyond_method(rows[0])
+    chosen = rows[0]
+    for row in rows[1:]:
+        if row[method]["val_seg"] - chosen[method]["val_seg"] < gain:
+            break
+        chosen = row
+    return int(chosen["step"])
+
+
 def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
     """Markdown under the budget figure: the command and hardware that made the curve, its
     checkpoint with the best validation SEG (watershed) and what that scored, and the options in
@@ -994,6 +1023,10 @@ def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
             f"{hw['cpu']}, {hw['cpu_count']} cores). The checkpoint with the best validation SEG "
             f"({name}) is step {best['step']}: test SEG {best[method]['seg']:.3f} "
             f"({name}) and {best['components']['seg']:.3f} (paper's way).")
+    chosen = steps_from_budget_curve(curve)
+    text += (f" Where each further checkpoint stops raising that validation SEG by "
+             f"{ADOPT_GAIN} (the studies' rule), the curve recommends {chosen:,} steps; this "
+             f"chapter trains {config.steps:,}.")
     then = {{"tile": "input_tile"}.get(k, k): v for k, v in curve["config"].items()}
     defaults = dataclasses.asdict(type(config)())
     ignored = {"steps", "eval_every", "seed", "progress", "keep_checkpoints"}
