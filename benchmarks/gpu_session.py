@@ -21,8 +21,9 @@ how long, and how it ended):
    training (at most ``--train-steps`` steps), with the instance parameters chosen on validation
    SEG -> ``gpu_paper.json``, the GPU headline.
 5. ``quick_seeds``: the ``quick`` profile's DIC-HeLa configuration (the book's headline run)
-   trained for ``--quick-steps`` steps instead of 700, three seeds: what a longer budget buys
-   the same recipe (beyond the book's 2-core budget) -> ``gpu_quick_long.json``.
+   trained for ``--quick-steps`` steps instead of the profile's 1,000, three seeds: what a
+   longer budget buys the same recipe (beyond the book's 2-core budget) ->
+   ``gpu_quick_long.json``.
 
 Weights go to ``--runs-dir`` (not OUT: at most 8 files of 16 MiB come back, and the paper's
 network alone is 124 MB). What comes back instead of them is every trained run's validation and
