@@ -494,6 +494,25 @@ def test_index_states_the_committed_headline():
     merges = (f"({summary['distance']['merges']['mean']:.2f} merged cells per test frame against "
               f"{summary['components']['merges']['mean']:.2f} the paper's way)")
     assert merges in index, f"index.md should say {merges!r}"
+    before = PROJECT_ROOT / "book" / "results" / "quick_700_steps" / "02_train.json"
+    if before.is_file():  # the headline at the profile's former budget, from its kept file
+        old = json.loads(before.read_text())["summary"]
+        d, c = (old[m]["seg"] for m in ("distance", "components"))
+        text = (f"At the 700 steps the profile had before, the same recipe scored "
+                f"{d['mean']:.3f} ± {d['sd']:.3f} and {c['mean']:.3f} ± {c['sd']:.3f} the "
+                "paper's way")
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
+    curve_path = PROJECT_ROOT / "book" / "results" / "budget_curve.json"
+    if curve_path.is_file():  # the step choice, as the curve's validation SEG makes it
+        from unetlib.report import steps_from_budget_curve
+
+        curve = json.loads(curve_path.read_text())
+        chosen = steps_from_budget_curve(curve)
+        val = {r["step"]: r["distance"]["val_seg"] for r in curve["rows"]}
+        after = min(s for s in val if s > chosen)
+        text = (f"by at least 0.01 up to step {chosen:,} and by {val[after] - val[chosen]:.3f} "
+                "after it")
+        assert text in " ".join(index.split()), f"index.md should say {text!r}"
     silver = PROJECT_ROOT / "book" / "results" / "silver_truth.json"
     if silver.is_file():
         summary = json.loads(silver.read_text())["summary"]
