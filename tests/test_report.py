@@ -591,6 +591,11 @@ def test_verdict_is_written_from_the_numbers():
     assert "raised" in verdict(data, "q", "same") and "within" in verdict(data, "q", "same")
     assert "paper's way" in verdict(data, "q", "worse", method="components")
     assert verdict(data, "q", "base", against="worse").startswith("base raised SEG")
+    # the steps the study's runs were set to, where they share one
+    data["runs"] = {f"{a}, seed {i}": {"config": {"steps": 700}} for a in arms for i in range(3)}
+    assert verdict(data, "q", "worse").endswith("more than the seeds' spread (700 steps a run)")
+    data["runs"]["same, seed 2"]["config"]["steps"] = 1000
+    assert verdict(data, "q", "worse").endswith("more than the seeds' spread")
 
 
 def test_training_conclusion_speaks_of_the_data_sets_measures():

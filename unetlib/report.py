@@ -502,9 +502,10 @@ def verdict(data: Mapping[str, Any], question: str, arm: str, method: str = "bey
     ``question`` (``ablations``' chapter pages or ``recipes``' questions) moved ``measure`` of
     ``method`` (``"beyond"``: the study's method beyond the paper; ``"components"``: the paper's
     way) against the question's first arm (or ``against``), and whether that exceeds the seeds'
-    spread (the two standard deviations added). E.g. "no augmentation lowered SEG
-    (distance-transform watershed) by 0.109 (0.612 ± 0.018 against 0.721 ± 0.047), more than the
-    seeds' spread"."""
+    spread (the two standard deviations added), and the training steps its runs were set to
+    when they share one (a study may predate the chapter's budget). E.g. "no augmentation
+    lowered SEG (distance-transform watershed) by 0.109 (0.612 ± 0.018 against 0.721 ± 0.047),
+    more than the seeds' spread (700 steps a run)"."""
     base = against or data["questions"][question][0]
     a, b = data["summaries"][arm], data["summaries"][base]
     if method == "beyond":
@@ -517,9 +518,12 @@ def verdict(data: Mapping[str, Any], question: str, arm: str, method: str = "bey
     how = "raised" if diff > 0 else "lowered"
     size = "more than" if beyond else "within"
     of = "" if measure in ISBI_ERRORS else f" ({METHOD_LABELS[method]})"
+    steps = {r["config"]["steps"] for r in data.get("runs", {}).values()
+             if isinstance(r, Mapping) and "config" in r}
+    budget = f" ({int(steps.pop()):,} steps a run)" if len(steps) == 1 else ""
     return (f"{arm} {how} {name}{of} by {abs(diff):.{digits}f} ({x['mean']:.{digits}f} ± "
             f"{x['sd']:.{digits}f} against {y['mean']:.{digits}f} ± {y['sd']:.{digits}f}), "
-            f"{size} the seeds' spread")
+            f"{size} the seeds' spread{budget}")
 
 
 PAPER_PARAMETERS = 31_030_658  # the 2015 network of Fig. 1 (UNet.paper())
