@@ -435,11 +435,14 @@ def test_budget_note_speaks_only_when_a_study_trained_at_another_budget():
     assert budget_note(study(1000, 1000), 1000) == ""
     assert budget_note({"runs": {"seed 0": {"run": "x"}}}, 1000) == ""  # no configs: no claim
     text = budget_note(study(700, 700), 1000)
-    assert "set to 700 steps, this page's to 1,000" in text
+    assert "set to 700 steps, this page's to 1,000" in text and "`-p steps=700`" in text
     # an arm stopped early still counts by its setting, and two settings are both named
     mixed = study(700, 2500)
     mixed["runs"]["arm 0"]["steps_done"] = 300
     assert "700 and 2,500 steps" in budget_note(mixed, 1000)
+    assert "-p steps" not in budget_note(mixed, 1000)  # no one override reruns two budgets
+    said = budget_note({**study(2500), "command": "python studies/tta.py -p steps=2500"}, 1000)
+    assert "set to 2,500 steps" in said and "Its command" not in said  # it says so already
     committed = json.loads((PROJECT_ROOT / "book" / "results" / "schedule.json").read_text())
     assert budget_note(committed, committed["runs"]["constant rate (the book), seed 0"]["config"]
                        ["steps"]) == ""

@@ -518,9 +518,8 @@ def verdict(data: Mapping[str, Any], question: str, arm: str, method: str = "bey
     how = "raised" if diff > 0 else "lowered"
     size = "more than" if beyond else "within"
     of = "" if measure in ISBI_ERRORS else f" ({METHOD_LABELS[method]})"
-    steps = {r["config"]["steps"] for r in data.get("runs", {}).values()
-             if isinstance(r, Mapping) and "config" in r}
-    budget = f" ({int(steps.pop()):,} steps a run)" if len(steps) == 1 else ""
+    steps = _study_steps(data)
+    budget = f" ({steps.pop():,} steps a run)" if len(steps) == 1 else ""
     return (f"{arm} {how} {name}{of} by {abs(diff):.{digits}f} ({x['mean']:.{digits}f} ± "
             f"{x['sd']:.{digits}f} against {y['mean']:.{digits}f} ± {y['sd']:.{digits}f}), "
             f"{size} the seeds' spread{budget}")
@@ -816,13 +815,20 @@ def budget_note(data: Mapping[str, Any], steps: int) -> str:
     page's own budget); else one sentence that says the study trained at another budget, so that
     its arms are read against each other and not against the page's headline (a study made
     before the profile's steps changed stays valid for its own question)."""
-    theirs = sorted({int(r["config"]["steps"]) for r in data.get("runs", {}).values()
-                     if isinstance(r, Mapping) and "config" in r})
+    theirs = sorted(_study_steps(data))
     if not theirs or theirs == [int(steps)]:
         return ""
     said = " and ".join(f"{s:,}" for s in theirs)
+    rerun = (f" Its command above reruns it as committed with `-p steps={theirs[0]}`."
+             if len(theirs) == 1 and "steps=" not in data.get("command", "") else "")
     return (f"_This study's runs were set to {said} steps, this page's to {int(steps):,}: read "
-            "its arms against each other, not against the results above._")
+            f"its arms against each other, not against the results above.{rerun}_")
+
+
+def _study_steps(data: Mapping[str, Any]) -> set[int]:
+    """The training steps the runs of a study file were set to (their configurations)."""
+    return {int(r["config"]["steps"]) for r in data.get("runs", {}).values()
+            if isinstance(r, Mapping) and "config" in r}
 
 
 def describe_run_set(data: Mapping[str, Any]) -> str:
