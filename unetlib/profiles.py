@@ -76,8 +76,9 @@ _QUICK_TRAIN = {
     "optimizer": "adam",
     "lr": 2e-3,
     # from the budget curve (book/results/budget_curve.json, validation SEG of the distance
-    # watershed): each 200 steps past 600 must buy the studies' 0.01 (report.ADOPT_GAIN);
-    # 800 -> 1,000 bought 0.013, 1,000 -> 1,200 only 0.003. The test frames take no part
+    # watershed): each further 200 steps must buy the studies' 0.01 (report.ADOPT_GAIN, applied
+    # by report.steps_from_budget_curve; tested); 800 -> 1,000 bought 0.013, 1,000 -> 1,200
+    # only 0.003. The test frames take no part
     "steps": 1000,
     "batch_size": 2,
     "eval_every": 100,
