@@ -521,6 +521,14 @@ def test_index_states_the_committed_headline():
             seg = summary[method]["seg"]
             text = f"silver truth, {label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
             assert text in index, f"index.md should say {text!r}"
+    data_page = PROJECT_ROOT / "book" / "01_data.ipynb"
+    if data_page.is_file():  # the silver truth against the gold, as the data chapter printed it
+        printed = re.findall(r"silver truth scored against the gold truth, sequence (\d+) "
+                             r"\(\w+\): SEG ([0-9.]+)", _outputs_text(data_page))
+        assert len(printed) == 2, "01_data should print the silver truth's SEG for both sequences"
+        (s1, v1), (s2, v2) = printed
+        text = f"SEG {v1} (sequence {s1}) and {v2} (sequence {s2}) against the gold truth"
+        assert text in index, f"index.md should say {text!r}"
     ablations = PROJECT_ROOT / "book" / "results" / "ablations.json"
     if ablations.is_file():
         arms = json.loads(ablations.read_text())["summaries"]
@@ -676,6 +684,12 @@ def test_committed_book_names_no_path_of_the_machine_that_made_it():
     offenders = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}..." for f in files
                  for m in [pattern.search(text(f))] if m]
     assert not offenders, offenders
+
+
+def _outputs_text(path: Path) -> str:
+    """The text a committed page printed (its streams), in order."""
+    nb = json.loads(path.read_text())
+    return "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
 
 
 def _pictures(cell: dict) -> list[dict]:

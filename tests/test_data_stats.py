@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from unetlib.data import load_dataset
-from unetlib.data.stats import dataset_stats, format_stats, frame_stats, touching_pairs
+from unetlib.data.dataset import Sample
+from unetlib.data.stats import (
+    dataset_stats,
+    format_stats,
+    frame_stats,
+    touching_pairs,
+    truth_agreement,
+)
 
 
 def test_touching_pairs_small_cases():
@@ -49,3 +56,31 @@ def test_dataset_stats():
     assert summary["cells_total"] == sum(s.n_cells for s in ds)
     assert 0.2 < summary["foreground_fraction"] < 0.9
     assert "touching pairs/frame" in format_stats(summary)
+
+
+def _frame(name: str, labels: np.ndarray) -> Sample:
+    return Sample(np.zeros(labels.shape, np.float32), labels.astype(np.int32), name)
+
+
+def test_truth_agreement_pools_the_reference_cells_of_the_frames_both_annotate():
+    gold = np.zeros((12, 12), np.int32)
+    gold[0:4, 0:4], gold[6:10, 6:10] = 1, 2  # two cells of 16 px
+    other = gold.copy()
+    other[0:4, 4] = 1  # cell 1 grown by 4 px: Jaccard 16/20
+    other[other == 2] = 0
+    other[6:10, 6:8] = 5  # cell 2 covered by half only: no match (needs > 0.5), scores 0
+    ref = [_frame("a", gold), _frame("b", gold)]
+    oth = [_frame("b", gold), _frame("c", gold), _frame("a", other)]  # order and extras free
+    out = truth_agreement(ref, oth)
+    assert out["frames"] == ["a", "b"] and out["cells"] == 4
+    assert out["seg"] == pytest.approx((16 / 20 + 0 + 1 + 1) / 4)
+    assert truth_agreement(ref, ref)["seg"] == 1.0
+
+
+def test_truth_agreement_names_what_cannot_be_paired():
+    gold = np.ones((4, 4), np.int32)
+    with pytest.raises(ValueError, match="share no frame"):
+        truth_agreement([_frame("a", gold)], [_frame("b", gold)])
+    unlabelled = Sample(np.zeros((4, 4), np.float32), None, "a")
+    with pytest.raises(ValueError, match="a: a frame without labels"):
+        truth_agreement([unlabelled], [_frame("a", gold)])

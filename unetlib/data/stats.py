@@ -135,3 +135,28 @@ def split_table(datasets: Sequence) -> str:
             split += f" {d.options['fold']}/{d.options['folds']}"
         lines.append(f"{d.name:<16} {split:<10} {len(d):>4} frames   {first} .. {last}")
     return "\n".join(lines)
+
+
+def truth_agreement(reference: Sequence[Sample], other: Sequence[Sample]) -> dict:
+    """How well one annotation of a sequence scores against another, in the Cell Tracking
+    Challenge's SEG measure (the mean Jaccard over every reference cell, pooled over frames):
+    ``other`` (say the silver truth) taken as the prediction, ``reference`` (the gold truth) as
+    the truth, on the frames both annotate, paired by file name. For the silver truth that
+    says how good the labels are that a network trained on them imitates.
+
+    Returns ``frames`` (the frame names paired), ``cells`` (reference cells) and ``seg``.
+    """
+    from ..metrics import seg_jaccards
+
+    by_name = {s.name: s for s in other}
+    pairs = [(s, by_name[s.name]) for s in reference if s.name in by_name]
+    if not pairs:
+        raise ValueError("the two annotations share no frame (samples are paired by name)")
+    jaccards = []
+    for ref, oth in pairs:
+        if ref.labels is None or oth.labels is None:
+            raise ValueError(f"{ref.name}: a frame without labels cannot be scored")
+        jaccards.append(seg_jaccards(oth.labels, ref.labels)[1])
+    pooled = np.concatenate(jaccards)
+    return {"frames": [ref.name for ref, _ in pairs], "cells": int(pooled.size),
+            "seg": float(pooled.mean()) if pooled.size else float("nan")}
