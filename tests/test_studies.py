@@ -17,6 +17,7 @@ import few_images  # noqa: E402
 import instance_grid  # noqa: E402
 import recipes  # noqa: E402
 import schedule  # noqa: E402
+import silver_truth  # noqa: E402
 import tta  # noqa: E402
 
 HELA = (data_root() / "DIC-C2DH-HeLa").is_dir()
@@ -191,3 +192,19 @@ def test_instance_grid_chooses_on_validation_over_both_grids_without_retraining(
     assert str(tmp_path) not in data["command"]
     assert instance_grid.main(argv) == 0  # a rerun reuses the run (nothing new trained)
     assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_silver_truth_trains_on_silver_and_files_its_results_under_the_name_given(tmp_path):
+    out = tmp_path / "silver_truth_long.json"
+    argv = ["--seeds", "0", "--steps", "2", "--experiment", "silver_truth_long",
+            "--out-dir", str(tmp_path / "runs"), "--out", str(out), *TINY]
+    assert silver_truth.main(argv) == 0
+    data = load_results(tmp_path)["silver_truth_long"]
+    assert data["experiment"] == "silver_truth_long"
+    config = data["runs"]["seed 0"]["config"]
+    assert (config["truth"], config["silver_val"], config["steps"]) == ("silver", 0, 2)
+    assert config["base_channels"] == 4  # the -p overrides reach the run
+    assert set(data["summary"]) >= {"components", "distance"}
+    with pytest.raises(SystemExit):  # the study is the silver truth's: -p truth=gold is refused
+        silver_truth.main([*argv, "-p", "truth=gold"])
