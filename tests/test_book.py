@@ -554,6 +554,20 @@ def test_index_states_the_committed_headline():
                      f"{seg(full)}", f"from {no_w['components']['merges']['mean']:.2f} to "
                      f"{full['components']['merges']['mean']:.2f} per test frame"):
             assert text in index, f"index.md should say {text!r}"
+        from unetlib.report import restored_steps
+
+        data = json.loads(ablations.read_text())
+        for arm in ("no augmentation", "augmentation, w0 = 10 (the paper)"):
+            a, b, c = (f"{s:,}" for s in restored_steps(data, arm))
+            text = f"at steps {a}, {b} and {c}"
+            assert text in index, f"index.md should say {text!r} ({arm})"
+        before = PROJECT_ROOT / "book" / "results" / "quick_700_steps" / "ablations.json"
+        if before.is_file() and "scored exactly as then" in index:  # the unaugmented runs
+            old = json.loads(before.read_text())
+            for k in data["seeds"]:
+                name = f"no augmentation, seed {k}"
+                assert data["runs"][name]["best_step"] <= old["runs"][name]["config"]["steps"]
+                assert data["instances"][name] == old["instances"][name], name
     recipes_path = PROJECT_ROOT / "book" / "results" / "recipes.json"
     if recipes_path.is_file():  # every arm's SEG (distance watershed) as the index quotes it
         for arm, summary in json.loads(recipes_path.read_text())["summaries"].items():

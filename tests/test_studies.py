@@ -89,6 +89,8 @@ def test_ablations_train_every_arm_with_every_seed_in_the_chapters_configuration
         assert differ == set(ablations.ARMS[arm]), name
     text = describe_ablation(data, "04_weight_maps")
     assert "with w0 = 0 (class balance only)" in text and "the seeds' spread" in text
+    restored = [data["runs"][f"w0 = 0 (class balance only), seed {k}"]["best_step"] for k in (0, 1)]
+    assert (f"step {restored[0]}, {restored[1]} with w0 = 0 (class balance only)" in text)
     assert str(tmp_path) not in json.dumps(data["command"])
 
 

@@ -480,7 +480,24 @@ def describe_ablation(data: Mapping[str, Any], page: str) -> str:
                          b["components"]["iou"], names))
     lines.append(_effect("merged cells per frame (paper's way):", a["components"]["merges"],
                          b["components"]["merges"], names, digits=2))
+    restored = {arm: restored_steps(data, arm) for arm in (first, second)}
+    by = {(r.get("config") or {}).get("select_by", "val_loss")
+          for r in data.get("runs", {}).values()}
+    if all(restored.values()) and len(by) == 1:
+        chosen = {"val_loss": "the lowest validation loss",
+                  "val_seg": "the best validation SEG"}.get(by.pop(), "chosen on validation")
+        lines.append(f"- restored checkpoint ({chosen}), seed by seed: "
+                     + "; ".join(f"step {', '.join(f'{s:,}' for s in steps)} {name}"
+                                 for name, steps in zip(names, restored.values(), strict=True)))
     return "\n".join(lines)
+
+
+def restored_steps(data: Mapping[str, Any], arm: str) -> list[int]:
+    """The step whose weights each run of a study's ``arm`` restored (``best_step``: the
+    checkpoint chosen on validation), in the order of its seeds; empty where not recorded."""
+    runs = [r for name, r in data.get("runs", {}).items() if _arm_of(name) == arm]
+    steps = [(r or {}).get("best_step") for r in runs]
+    return [int(s) for s in steps] if steps and None not in steps else []
 
 
 def _study_header(data: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
