@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import unetlib
@@ -125,3 +126,52 @@ def test_shown_paths_are_relative_even_through_a_link(tmp_path):
     link.symlink_to(target)
     assert shown(link / "f.txt") == "f.txt"  # outside the project: the name only
     assert "/" not in shown("/etc/passwd")
+
+
+def _png_with_chunk(data: bytes) -> tuple[bytes, np.ndarray]:
+    """A small PNG with a private ancillary chunk ``data`` right after its header."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    pixels = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    raw = buf.getvalue()
+    body = b"teSt" + data
+    chunk = struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    return raw[:33] + chunk + raw[33:], pixels
+
+
+def test_png_without_path_lookalikes_keeps_the_picture_and_clears_the_text():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from unetlib.paths import MACHINE_PATH_LOOKALIKE, png_without_path_lookalikes
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # noise pictures until one's base64 reads like a path somewhere
+        pixels = rng.integers(0, 256, (160, 160), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        text = base64.b64encode(buf.getvalue()).decode()
+        if MACHINE_PATH_LOOKALIKE.search(text):
+            break
+    assert MACHINE_PATH_LOOKALIKE.search(text)
+    cleared = png_without_path_lookalikes(text)
+    assert not MACHINE_PATH_LOOKALIKE.search(cleared)
+    again = np.asarray(Image.open(io.BytesIO(base64.b64decode(cleared))))
+    assert np.array_equal(again, pixels)
+    clean = base64.b64encode(_png_with_chunk(b"abc")[0]).decode()
+    assert png_without_path_lookalikes(clean) is clean  # nothing to clear: unchanged
+    # a lookalike outside the image data cannot be split away: an error, not a silent pass
+    # (the chunk's data starts at byte 41; byte 42 begins a base64 group, which reads "/tmp")
+    png, _ = _png_with_chunk(b"x" + base64.b64decode("/tmp") + b"yz")
+    with pytest.raises(ValueError, match="outside the PNG's image data: /tmp"):
+        png_without_path_lookalikes(base64.b64encode(png).decode())
+    with pytest.raises(ValueError, match="not a PNG"):
+        png_without_path_lookalikes(base64.b64encode(b"GIF89a" + base64.b64decode("/tmp")).decode())

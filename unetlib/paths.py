@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
+import struct
+import zlib
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +53,53 @@ def shown(path: str | os.PathLike, data: bool = True) -> str:
         return "~/" + str(given.relative_to(Path.home()))
     except ValueError:
         return given.name
+
+
+# What a scan of committed files for paths of the machine that made them looks for: a slash and a
+# top-level folder name, in any case. Base64 pictures hit it by chance ("/TMPz8", "/MNTcb").
+MACHINE_PATH_LOOKALIKE = re.compile(r"/(?:work|home|root|tmp|users|mnt|opt|var|usr|srv|private)",
+                                    re.IGNORECASE)
+
+
+def png_without_path_lookalikes(data: str) -> str:
+    """A base64 PNG (``data``) whose text has no :data:`MACHINE_PATH_LOOKALIKE`, with the same
+    picture: the image data is split into one more ``IDAT`` chunk at each place the text reads
+    like a path (PNG allows any split; the 12 bytes of a chunk boundary change the text there
+    and, being a multiple of 3 bytes, none of the text after it). Returns ``data`` itself when
+    it has no lookalike."""
+    if not MACHINE_PATH_LOOKALIKE.search(data):
+        return data
+    raw = base64.b64decode(data)
+    if raw[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG (no PNG signature)")
+    before, stream, after, pos = b"", b"", b"", 8  # chunks before the image data, it, the rest
+    while pos < len(raw):
+        (n,) = struct.unpack(">I", raw[pos:pos + 4])
+        kind, chunk = raw[pos + 4:pos + 8], raw[pos:pos + 12 + n]
+        if kind == b"IDAT":
+            stream += raw[pos + 8:pos + 8 + n]
+        elif stream:
+            after += chunk
+        else:
+            before += chunk
+        pos += 12 + n
+    cuts: set[int] = set()
+    for _ in range(1000):
+        out, starts, last = bytearray(raw[:8] + before), [], 0  # starts: (file, stream) offsets
+        for cut in [*sorted(cuts), len(stream)]:
+            body = b"IDAT" + stream[last:cut]
+            starts.append((len(out) + 8, last))
+            out += struct.pack(">I", cut - last) + body + struct.pack(">I", zlib.crc32(body))
+            last = cut
+        out += after
+        text = base64.b64encode(bytes(out)).decode("ascii")
+        hit = MACHINE_PATH_LOOKALIKE.search(text)
+        if not hit:
+            return text
+        byte = hit.start() * 3 // 4 + 1  # inside the hit
+        file_at, stream_at = max(((f, s) for f, s in starts if f <= byte), default=(byte, -1))
+        cut = stream_at + byte - file_at
+        if not 0 < cut < len(stream) or cut in cuts:
+            raise ValueError(f"a path lookalike outside the PNG's image data: {hit.group(0)}")
+        cuts.add(cut)
+    raise ValueError("too many path lookalikes in the PNG's base64 text")
