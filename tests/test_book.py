@@ -721,7 +721,7 @@ def test_committed_book_names_no_path_of_the_machine_that_made_it():
     offenders = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}..." for f in files
                  for m in [pattern.search(text(f))] if m]
     assert not offenders, offenders
-    # nor does a picture's base64 read like one to a scan (the runner re-pads those that do)
+    # nor does a picture's base64 read like one to a scan (the runner splits those that do)
     from unetlib.paths import MACHINE_PATH_LOOKALIKE
 
     pictures = [f"{f.name}: {m.group(0)}" for f in files if f.suffix == ".ipynb"

@@ -221,9 +221,10 @@ def _remove_dead_partials(folder: Path) -> list[Path]:
 def _finish_page(notebook: Path, source: Path, target: Path) -> None:
     """Hide the notebook's default ``parameters`` cell on the rendered page (the cell papermill
     injected after it holds the values the run used, and stays visible), and replace the
-    absolute input and output paths papermill records with relative ones, and re-pad pictures
-    whose base64 text reads like such a path: the committed book names no path of the machine
-    that made it, nor anything a scan would take for one."""
+    absolute input and output paths papermill records with relative ones, and split the image
+    data of pictures whose base64 text reads like such a path
+    (:func:`unetlib.paths.png_without_path_lookalikes`): the committed book names no path of
+    the machine that made it, nor anything a scan would take for one."""
     import nbformat
 
     from unetlib.paths import png_without_path_lookalikes, shown
@@ -244,7 +245,7 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
         _, _, rest = first.source.partition("\n")
         first.source = f"# {title}\n{rest}" if rest else f"# {title}"
     own_figure_labels(nb.cells, target.stem)
-    for cell in nb.cells:  # pictures whose base64 reads like a machine path are re-padded
+    for cell in nb.cells:  # pictures whose base64 reads like a machine path
         for out in cell.get("outputs", []):
             if "image/png" in out.get("data", {}):
                 out["data"]["image/png"] = png_without_path_lookalikes(out["data"]["image/png"])
