@@ -6,6 +6,11 @@ gold frames, validated on the same held-out gold frames and tested on sequence 0
         --out book/results/silver_truth.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 \
         --experiment silver_truth_long --out book/results/silver_truth_long.json
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 10000 \
+        --experiment silver_truth_10k --out book/results/silver_truth_10k.json
+
+A longer run continues the shorter one of the same seed where ``runs/`` holds it
+(:func:`unetlib.train.extendable_run`: the same weights as training straight through).
 
 The paper (and the book's headline) trains on the gold frames only; this study says what the
 84 silver masks add at the same budget. The JSON has the results table's layout (metrics, runs,
@@ -31,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None,
                    help="training steps (default: the profile's)")
     p.add_argument("--experiment", default="silver_truth",
-                   choices=("silver_truth", "silver_truth_long"),
-                   help="the name the results table shows (silver_truth_long for the longer runs)")
+                   choices=("silver_truth", "silver_truth_long", "silver_truth_10k"),
+                   help="the name the results table shows (silver_truth_long for the 5,000-step "
+                        "runs, silver_truth_10k for the 10,000-step ones)")
     add_study_arguments(p, out="book/results/silver_truth.json")
     args = p.parse_args(argv)
     fields = dict(args.overrides)

@@ -368,6 +368,65 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch, kw, kill_a
     assert resumed["metrics"] == pytest.approx(straight["metrics"], rel=1e-6, abs=1e-9)
 
 
+def _without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    # the weight average, BatchNorm's statistics, dropout's draws and channels-last memory
+    {"ema": 0.9, "batch_norm": True, "dropout": 0.5, "channels_last": True},
+    # early stopping's counter and best score carry over (patience 3 never fires here)
+    {"patience": 3, "lr": 0.05},
+])
+def test_longer_run_continues_a_shorter_one_exactly(tmp_path, monkeypatch, kw):
+    kw = {"augment": "all", "eval_every": 2, **kw}
+    straight = T.train(tiny(tmp_path / "straight", steps=8, **kw))
+    short = T.train(tiny(tmp_path, steps=4, **kw))
+    assert short["extended_from"] is None
+    steps_run = []
+    original = T._train_step
+    monkeypatch.setattr(T, "_train_step",
+                        lambda run, step, *a: steps_run.append(step) or original(run, step, *a))
+    longer = T.train(tiny(tmp_path, steps=8, **kw))
+    assert longer["extended_from"] == {"run": short["run"], "step": 4}
+    assert steps_run == [4, 5, 6, 7], "the shorter run's steps were repeated"
+    assert longer["run"] == straight["run"] != short["run"]
+    assert _without_seconds(longer["history"]) == _without_seconds(straight["history"])
+    assert longer["param_checksum"] == straight["param_checksum"]
+    for key in ("best_step", "steps_done", "metrics", "instances"):
+        assert longer[key] == straight[key], key
+    assert longer["train_seconds"] >= short["train_seconds"]
+
+
+@pytest.mark.parametrize("short_kw, long_kw, why", [
+    ({"steps": 4, "lr_schedule": "poly"}, {"steps": 8, "lr_schedule": "poly"},
+     "poly's rates depend on the total steps"),
+    ({"steps": 3}, {"steps": 8}, "the shorter run validated at step 3, a straight run would not"),
+    ({"steps": 4, "lr": 0.01}, {"steps": 8}, "another option"),
+    ({"steps": 4}, {"steps": 8, "keep_checkpoints": True}, "the budget curve's checkpoints"),
+])
+def test_run_that_cannot_be_continued_trains_from_the_start(tmp_path, short_kw, long_kw, why):
+    T.train(tiny(tmp_path, eval_every=2, **short_kw))
+    longer = T.train(tiny(tmp_path, eval_every=2, **long_kw))
+    assert longer["extended_from"] is None, why
+    assert longer["history"][0]["step"] == 2
+
+
+def test_longer_run_continues_the_longest_shorter_one_that_ran_to_its_end(tmp_path):
+    for steps in (2, 4):
+        T.train(tiny(tmp_path, steps=steps))
+    longer = tiny(tmp_path, steps=8)
+    assert T.extendable_run(longer).name == tiny(tmp_path, steps=4).run_name()
+    # a run that stopped early is never continued: a straight run would have stopped too
+    result = tmp_path / "runs" / tiny(tmp_path, steps=4).run_name() / "result.json"
+    record = json.loads(result.read_text())
+    result.write_text(json.dumps({**record, "stopped_early": True, "stopped_by": "patience"}))
+    assert T.extendable_run(longer).name == tiny(tmp_path, steps=2).run_name()
+    assert T.train(longer)["extended_from"]["step"] == 2
+    assert T.train(tiny(tmp_path, steps=10, resume=False))["extended_from"] is None
+
+
 def test_time_limit_evaluates_once_more_and_stops(tmp_path):
     # any positive limit is spent by the first step: the run stops there, after an evaluation
     res = T.train(tiny(tmp_path, steps=8, eval_every=4, time_limit=1e-9, reuse=False))

@@ -100,7 +100,7 @@ class TrainConfig:
     # on CPU (benchmarks/bench_train_step.py) and GPU; the same arithmetic up to rounding
     channels_last: bool = False
     out_dir: str = "runs"  # runs are kept in OUT_DIR/<dataset>-<hash of the options>
-    resume: bool = True  # continue an interrupted run from its last.pt
+    resume: bool = True  # continue an interrupted run, or a shorter finished one, from last.pt
     reuse: bool = True  # return a finished run with these options instead of retraining
     keep_checkpoints: bool = False  # keep the weights of every evaluation (budget curves)
     progress: bool = True  # show a progress bar

@@ -17,8 +17,9 @@ from unetlib.provenance import write_json_atomic
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
-               "silver_truth_long", "few_images", "recipes", "schedule", "border_weight", "tta_em",
-               "tta_hela", "tta_silver", "tta_silver_long", "gpu_quick_long", "gpu_paper")
+               "silver_truth_long", "silver_truth_10k", "few_images", "recipes", "schedule",
+               "border_weight", "tta_em", "tta_hela", "tta_silver", "tta_silver_long",
+               "gpu_quick_long", "gpu_paper")
 # the chapters' own experiments (the studies summarise their many runs as arms instead)
 CHAPTERS = ("02_train", "02_train_gold_validation", "02_train_em", "03_augmentation_ablation",
             "04_weight_maps")

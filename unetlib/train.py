@@ -15,8 +15,10 @@ the papermill ``parameters`` cells of the training notebooks mirror :class:`Trai
   whole frames), early stopping with ``patience`` and the best weights restored (Keras
   reproduction), then the test split: pixel IoU/F1/error, the Cell Tracking Challenge SEG measure,
   split and merge counts, and for ISBI 2012 the Rand, information and warping errors.
-- Checkpoints are written atomically; ``resume=True`` continues an interrupted run; a finished run
-  with the same configuration is reused (``reuse=True``) instead of retrained.
+- Checkpoints are written atomically; ``resume=True`` continues an interrupted run, and a run
+  with more ``steps`` than a finished one of the same options continues from its last step
+  (:func:`extendable_run`; the same weights as training straight through); a finished run with
+  the same configuration is reused (``reuse=True``) instead of retrained.
 - Several GPUs or machines: run under ``torchrun``; each rank trains on its slice of every global
   batch (DistributedDataParallel); rank 0 validates, saves and evaluates.
 - Speed (beyond the paper): ``channels_last`` keeps weights and batches in NHWC memory (the
@@ -360,6 +362,8 @@ class _Progress:
     stopped_early: bool = False
     stopped_by: str | None = None  # "patience" or "time_limit"
     train_seconds: float = 0.0
+    # the shorter run this one continued ({"run": folder, "step": its steps}), or None
+    extended_from: dict[str, Any] | None = None
 
 
 def _reusable_result(config: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -442,13 +446,23 @@ def _resume(run: _Run) -> _Progress:
     """The progress saved in ``last.pt`` by an interrupted run with the same key, after loading
     its weights, EMA, optimiser and random states into ``run``; a fresh :class:`_Progress`
     where there is none (or ``resume=False``). Early stopping's state comes back too, so a
-    resumed run stops exactly where the straight one did."""
-    path = run.run_dir / "last.pt"
-    if not (run.config.resume and path.is_file()):
+    resumed run stops exactly where the straight one did. Without a ``last.pt`` of its own the
+    run continues the last step of the shorter run :func:`extendable_run` finds, and says so
+    (``extended_from``)."""
+    if not run.config.resume:
         return _Progress()
-    ckpt = _load(path)
-    if ckpt.get("key") != run.config.key():
-        return _Progress()
+    path, extended_from = run.run_dir / "last.pt", None
+    if path.is_file():
+        ckpt = _load(path)
+        if ckpt.get("key") != run.config.key():
+            return _Progress()
+        extended_from = ckpt.get("extended_from")
+    else:
+        shorter = extendable_run(run.config)
+        if shorter is None:
+            return _Progress()
+        ckpt = _load(shorter / "last.pt")
+        extended_from = {"run": shorter.name, "step": int(ckpt["step"])}
     run.model.load_state_dict(ckpt["model"])
     if run.ema is not None:
         run.ema.load_state_dict(ckpt["ema"])
@@ -463,7 +477,40 @@ def _resume(run: _Run) -> _Progress:
         best_score=float(ckpt["best_val_loss"]), best_step=int(ckpt["best_step"]),
         best_state=ckpt["best_model"], stale=int(ckpt.get("stale", 0)),
         stopped_early=bool(ckpt.get("stopped", False)), stopped_by=ckpt.get("stopped_by"),
-        train_seconds=float(ckpt.get("train_seconds", 0.0)))
+        train_seconds=float(ckpt.get("train_seconds", 0.0)), extended_from=extended_from)
+
+
+def extendable_run(config: TrainConfig) -> Path | None:
+    """The folder of the longest finished run in ``config.out_dir`` that ``config`` extends, or
+    None: a run with the same options but fewer ``steps``, which ran all of them (not stopped
+    early), validated at its last step as this one will (its steps a multiple of
+    ``eval_every``) and whose learning rates this run repeats (a constant schedule; nnU-Net's
+    "poly" depends on the total). Its ``last.pt`` is then this run's state at that step, bit for
+    bit, so training continues from there instead of repeating it (tested against the straight
+    run). Not with ``time_limit`` (where a straight run stops depends on the machine) nor
+    ``keep_checkpoints`` (the budget curve needs every checkpoint in one folder)."""
+    if config.lr_schedule != "constant" or config.time_limit or config.keep_checkpoints:
+        return None
+    best: tuple[int, Path] | None = None
+    for result_path in Path(config.out_dir).glob(f"{config.dataset}-*/result.json"):
+        run_dir = result_path.parent
+        try:
+            saved = json.loads(result_path.read_text())
+        except ValueError:
+            continue  # not this run's to judge; _reusable_result names a broken one
+        options = saved.get("config") or {}
+        steps = options.get("steps")
+        if not (isinstance(steps, int) and 0 < steps < config.steps
+                and steps % config.eval_every == 0 and saved.get("steps_done") == steps
+                and not saved.get("stopped_early") and (run_dir / "last.pt").is_file()):
+            continue
+        if not _same_options({**options, "steps": config.steps}, config):
+            continue
+        if run_dir.name != dataclasses.replace(config, steps=steps).run_name():
+            continue  # a folder renamed or copied by hand
+        if best is None or steps > best[0]:
+            best = (steps, run_dir)
+    return best[1] if best else None
 
 
 def _train_step(run: _Run, step: int, rows: slice,
@@ -602,7 +649,7 @@ def _checkpoint(run: _Run, progress: _Progress, stopped: bool) -> None:
         "best_val_loss": progress.best_score, "best_step": progress.best_step,
         "best_model": progress.best_state, "rng": rng, "stale": progress.stale,
         "stopped": stopped, "stopped_by": progress.stopped_by,
-        "train_seconds": progress.train_seconds,
+        "train_seconds": progress.train_seconds, "extended_from": progress.extended_from,
     })
     if config.keep_checkpoints:
         save_checkpoint(run.run_dir / "checkpoints" / f"step{progress.step:06d}.pt",
@@ -694,6 +741,7 @@ def _result(run: _Run, progress: _Progress, splits: tuple[list, list, list],
         "steps_done": progress.step,
         "stopped_early": progress.stopped_early,
         "stopped_by": progress.stopped_by,
+        "extended_from": progress.extended_from,
         **paper_way_fields(instances),  # metrics, per_image, threshold
         "instances": instances,
         "train_seconds": round(progress.train_seconds, 1),
