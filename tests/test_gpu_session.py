@@ -3,6 +3,7 @@ code has run before a GPU session spends its minutes on it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -30,8 +31,17 @@ def test_cuda_tests_are_collected_from_the_files_that_hold_them():
     assert "test_book.py" not in files
 
 
+def test_training_steps_are_given_their_training_time_and_its_overhead():
+    args = argparse.Namespace(paper_seconds=420.0, quick_seconds=45.0)
+    assert gpu_session.step_limit("paper_train", args) == 420.0 + gpu_session.LIMITS["paper_train"]
+    assert gpu_session.step_limit("quick_seeds", args) == 135.0 + gpu_session.LIMITS["quick_seeds"]
+    assert gpu_session.step_limit("bench_model", args) == gpu_session.LIMITS["bench_model"]
+    defaults = argparse.Namespace(paper_seconds=120.0, quick_seconds=45.0)
+    assert gpu_session.step_limit("paper_train", defaults) == 210.0  # as before the option
+
+
 def test_a_spent_budget_skips_the_remaining_steps(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_session, "LIMITS", {k: 0 for k in gpu_session.LIMITS})
+    monkeypatch.setattr(gpu_session, "step_limit", lambda name, args: 0)
     assert gpu_session.main(["--out", str(tmp_path), "--dry-run"]) == 1
     session = json.loads((tmp_path / "session.json").read_text())
     assert all(v["status"].startswith("skipped") for v in session["steps"].values())
