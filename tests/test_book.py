@@ -479,6 +479,19 @@ def test_paper_profile_runs_the_training_notebook_on_real_frames(tmp_path):
 # numbers typed into the prose come from the committed results
 
 
+def test_index_shows_the_front_page_table_of_the_committed_results():
+    """The front page's table is :func:`unetlib.report.front_page_table` of book/results/, row
+    for row: a result file redone (or a new study of its rows) without the page is caught."""
+    from unetlib.report import front_page_table, load_results
+
+    results = load_results(PROJECT_ROOT / "book" / "results")
+    if "02_train" not in results:
+        pytest.skip("no committed results yet")
+    index = (PROJECT_ROOT / "book" / "index.md").read_text()
+    table = front_page_table(results)
+    assert table in index, f"index.md should show, verbatim:\n{table}"
+
+
 def test_index_states_the_committed_headline():
     """The front page's answer quotes the training chapter's result file, to the digit."""
     results = PROJECT_ROOT / "book" / "results" / "02_train.json"

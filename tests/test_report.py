@@ -353,6 +353,35 @@ def test_answer_table_names_an_arm_of_the_same_runs_instead_of_repeating_it():
     assert "the same runs as a row above: ablations: same = 02_train." in answer
 
 
+def _front_run(seg_cc, seg_ws, steps_done, truth="gold", steps=1000, n_train=6):
+    return {**_run(seg_cc, seg_ws), "steps_done": steps_done,
+            "config": {"steps": steps, "truth": truth},
+            "frames": {"train": [f"t{i:03d}" for i in range(n_train)], "val": ["a", "b"]}}
+
+
+def test_front_page_table_rows_come_from_the_result_files():
+    from unetlib.report import front_page_table, seed_summary
+
+    cpu = {"02_train": {**_experiment(), "runs": (runs := {
+        f"seed {i}": _front_run(0.3 + 0.1 * i, 0.7, 1000) for i in range(3)}),
+        "summary": seed_summary(runs)}}
+    gpu_runs = {f"seed {i}": _front_run(0.4, 0.6 + 0.1 * i, steps_done, steps=4000)
+                for i, steps_done in enumerate((2871, 3354))}
+    gpu = {"gpu_quick_long": {**_experiment(), "runs": gpu_runs,
+                              "hardware": {"gpu": "NVIDIA H200", "cpu_count": 16},
+                              "summary": seed_summary(gpu_runs)}}
+    table = front_page_table({**cpu, **gpu, "unlisted": cpu["02_train"]})
+    row = _row(table, "`make book`: the quick U-Net (0.48 M parameters)")
+    assert row[1:] == ["gold, 6 frames of sequence 01", "2 CPU cores, 1,000 steps", "3",
+                       "0.400 ± 0.100", "–", "0.700 ± 0.000"]
+    # a time limit stops runs at different steps: the range; a method the result predates: "–"
+    row = _row(table, "the quick U-Net, 45 s a seed")
+    assert row[1:4] == ["gold, 6 frames of sequence 01", "one H200 GPU, 2,871–3,354 steps", "2"]
+    assert row[4:] == ["0.400 ± 0.000", "–", "0.650 ± 0.071"]
+    assert table.splitlines()[-1].split("|")[5].strip() == "0.7756"  # the paper's, last
+    assert len(table.splitlines()) == 2 + 2 + 1  # header, two results, the paper
+
+
 def test_describe_budget_curve_names_the_best_step_and_the_differences():
     from unetlib.config import TrainConfig
     from unetlib.report import describe_budget_curve

@@ -951,6 +951,58 @@ def _isbi_arms(experiment: str, data: Mapping[str, Any]) -> dict[str, dict[str, 
     return out
 
 
+# the rows of the front page's table (book/index.md): experiment -> what trained, in words
+# without numbers (the steps, seeds, machine and scores come from the result file)
+FRONT_PAGE_ROWS: dict[str, str] = {
+    "02_train": "`make book`: the quick U-Net (0.48 M parameters)",
+    "silver_truth": "the quick U-Net",
+    "silver_truth_long": "the quick U-Net",
+    "silver_truth_10k": "the quick U-Net",
+    "gpu_paper": "the paper's U-Net (31 M parameters)",
+    "gpu_quick_long": "the quick U-Net, 45 s a seed",
+}
+
+
+def _machine(hw: Mapping[str, Any]) -> str:
+    """The machine of a result in a few words: its GPU, or its CPU cores."""
+    if hw.get("gpu"):
+        return f"one {str(hw['gpu']).removeprefix('NVIDIA ')} GPU"
+    return f"{hw.get('cpu_count', '?')} CPU cores"
+
+
+def _steps_run(runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The steps the runs trained: one number, or the range where a time limit stopped them."""
+    done = sorted({int(r.get("steps_done") or r["config"]["steps"]) for r in runs.values()})
+    return f"{done[0]:,}" if len(done) == 1 else f"{done[0]:,}–{done[-1]:,}"
+
+
+def front_page_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown: the DIC-HeLa answer at a glance, one row per experiment of
+    :data:`FRONT_PAGE_ROWS` found in ``results``: what trained, on which truth, on which machine
+    for how many steps, the seeds, and test SEG (mean ± sd over the seeds) the paper's way and
+    with both instance methods beyond it ("–" where a result predates one); the paper's number
+    last. The front page quotes it verbatim (a test rebuilds it from the committed results)."""
+    lines = ["| what trained | trained on | machine, steps | seeds | SEG, the paper's way | "
+             "SEG, distance-transform watershed (beyond the paper) | SEG, probability-seeded "
+             "watershed (beyond the paper) |", "|---|---|---|---|---|---|---|"]
+    for experiment, what in FRONT_PAGE_ROWS.items():
+        data = results.get(experiment)
+        if not data:
+            continue
+        runs = data["runs"]
+        (truth,) = {r["config"].get("truth", "gold") for r in runs.values()}
+        (frames,) = {len(r["frames"]["train"]) for r in runs.values()}
+        summary = data["summary"]
+        cells = [_cell(summary.get(m, {}).get("seg")) for m in ("components", "distance",
+                                                                  "watershed")]
+        lines.append(f"| {what} | {truth}, {frames} frames of sequence 01 | "
+                     f"{_machine(data['hardware'])}, {_steps_run(runs)} steps | "
+                     f"{len(runs)} | " + " | ".join(cells) + " |")
+    lines.append("| the paper: its U-Net, tested on the challenge's secret sequences | gold, "
+                 f"both sequences | – | – | {PAPER['DIC-C2DH-HeLa']['seg']} | – | – |")
+    return "\n".join(lines)
+
+
 def answer_table(results: Mapping[str, Mapping[str, Any]], dataset: str) -> str:
     """Markdown, one row per experiment arm on ``dataset``, as mean ± sd over the seeds that
     ran (the range where there are several): for cells, SEG the paper's way and beyond the paper
