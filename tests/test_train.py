@@ -425,6 +425,10 @@ def test_longer_run_continues_the_longest_shorter_one_that_ran_to_its_end(tmp_pa
     assert T.extendable_run(longer).name == tiny(tmp_path, steps=2).run_name()
     assert T.train(longer)["extended_from"]["step"] == 2
     assert T.train(tiny(tmp_path, steps=10, resume=False))["extended_from"] is None
+    # a last.pt that is not the finished run's end (marked stopped since): trained from the start
+    last = tmp_path / "runs" / tiny(tmp_path, steps=2).run_name() / "last.pt"
+    torch.save({**torch.load(last, weights_only=True), "stopped": True}, last)
+    assert T.train(tiny(tmp_path, steps=6))["extended_from"] is None
 
 
 def test_time_limit_evaluates_once_more_and_stops(tmp_path):

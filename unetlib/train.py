@@ -462,7 +462,12 @@ def _resume(run: _Run) -> _Progress:
         if shorter is None:
             return _Progress()
         ckpt = _load(shorter / "last.pt")
-        extended_from = {"run": shorter.name, "step": int(ckpt["step"])}
+        steps = ckpt.get("step")
+        # the finished run's own end, not a last.pt written over since
+        if (not isinstance(steps, int) or not 0 < steps < run.config.steps or ckpt.get("stopped")
+                or ckpt.get("key") != shorter.name.rsplit("-", 1)[-1]):
+            return _Progress()
+        extended_from = {"run": shorter.name, "step": steps}
     run.model.load_state_dict(ckpt["model"])
     if run.ema is not None:
         run.ema.load_state_dict(ckpt["ema"])
