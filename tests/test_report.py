@@ -371,12 +371,12 @@ def test_front_page_table_rows_come_from_the_result_files():
                               "hardware": {"gpu": "NVIDIA H200", "cpu_count": 16},
                               "summary": seed_summary(gpu_runs)}}
     table = front_page_table({**cpu, **gpu, "unlisted": cpu["02_train"]})
-    row = _row(table, "`make book`: the quick U-Net (0.48 M parameters)")
-    assert row[1:] == ["gold, 6 frames of sequence 01", "2 CPU cores, 1,000 steps", "3",
-                       "0.400 ± 0.100", "–", "0.700 ± 0.000"]
+    row = _row(table, "quick (0.48 M), `make book`")
+    assert row[1:] == ["gold, 6 frames", "1,000, 2 CPU cores", "3", "0.400 ± 0.100", "–",
+                       "0.700 ± 0.000"]
     # a time limit stops runs at different steps: the range; a method the result predates: "–"
-    row = _row(table, "the quick U-Net, 45 s a seed")
-    assert row[1:4] == ["gold, 6 frames of sequence 01", "one H200 GPU, 2,871–3,354 steps", "2"]
+    row = _row(table, "quick, 45 s a seed")
+    assert row[1:4] == ["gold, 6 frames", "2,871–3,354, one H200 GPU", "2"]
     assert row[4:] == ["0.400 ± 0.000", "–", "0.650 ± 0.071"]
     assert table.splitlines()[-1].split("|")[5].strip() == "0.7756"  # the paper's, last
     assert len(table.splitlines()) == 2 + 2 + 1  # header, two results, the paper
