@@ -55,10 +55,17 @@ def shown(path: str | os.PathLike, data: bool = True) -> str:
         return given.name
 
 
+# The top-level folders of the machines a book is made on (Linux, macOS, containers, notebooks in
+# the cloud): a path of the machine starts with one of them.
+TOP_LEVEL_FOLDERS: tuple[str, ...] = (
+    "app", "bin", "boot", "content", "data", "dev", "env", "etc", "home", "lib", "media", "mnt",
+    "net", "nix", "opt", "private", "proc", "root", "run", "sbin", "scratch", "shared", "snap",
+    "src", "srv", "sys", "tmp", "users", "usr", "var", "volumes", "work", "workspace")
+
 # What a scan of committed files for paths of the machine that made them looks for: a slash and a
-# top-level folder name, in any case. Base64 pictures hit it by chance ("/TMPz8", "/MNTcb").
-MACHINE_PATH_LOOKALIKE = re.compile(r"/(?:work|home|root|tmp|users|mnt|opt|var|usr|srv|private)",
-                                    re.IGNORECASE)
+# top-level folder name, in any case. Base64 pictures hit it by chance ("/TMPz8", "/MNTcb",
+# "/rUN", "/Etc").
+MACHINE_PATH_LOOKALIKE = re.compile("/(?:" + "|".join(TOP_LEVEL_FOLDERS) + ")", re.IGNORECASE)
 
 
 def png_without_path_lookalikes(data: str) -> str:
