@@ -462,12 +462,11 @@ def _resume(run: _Run) -> _Progress:
         if shorter is None:
             return _Progress()
         ckpt = _load(shorter / "last.pt")
-        steps = ckpt.get("step")
-        # the finished run's own end, not a last.pt written over since
-        if (not isinstance(steps, int) or not 0 < steps < run.config.steps or ckpt.get("stopped")
-                or ckpt.get("key") != shorter.name.rsplit("-", 1)[-1]):
+        # that run's own state (its key is the folder's; any of its steps is a straight run's
+        # state, all below this run's), not marked stopped since
+        if ckpt.get("stopped") or shorter.name != f"{run.config.dataset}-{ckpt.get('key')}":
             return _Progress()
-        extended_from = {"run": shorter.name, "step": steps}
+        extended_from = {"run": shorter.name, "step": int(ckpt["step"])}
     run.model.load_state_dict(ckpt["model"])
     if run.ema is not None:
         run.ema.load_state_dict(ckpt["ema"])
