@@ -8,9 +8,15 @@ gold frames, validated on the same held-out gold frames and tested on sequence 0
         --experiment silver_truth_long --out book/results/silver_truth_long.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 10000 \
         --experiment silver_truth_10k --out book/results/silver_truth_10k.json
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 -p silver_gap=5 \
+        --experiment silver_truth_gap --out book/results/silver_truth_gap.json
 
 A longer run continues the shorter one of the same seed where ``runs/`` holds it
 (:func:`unetlib.train.extendable_run`: the same weights as training straight through).
+
+With ``-p silver_gap=N`` no time point within N frames of a validation frame is trained on
+either, and the result records ``neighbour_seg``: how much a silver mask d frames away already
+gives of a validation frame's gold mask.
 
 The paper (and the book's headline) trains on the gold frames only; this study says what the
 84 silver masks add at the same budget. The JSON has the results table's layout (metrics, runs,
@@ -30,20 +36,42 @@ from unetlib.report import record_experiment, seed_summary
 from unetlib.train import train_seeds
 
 
+def neighbour_seg(config) -> dict[str, float]:
+    """How much the silver mask of a time point near a validation frame already gives of that
+    frame's gold mask: SEG of the silver masks ``d`` time points away (``d`` from
+    ``-(silver_gap + 1)`` to ``silver_gap + 1``, 0 the frame's own silver mask) against the
+    gold validation frames, pooled over them. ``silver_gap + 1`` is the nearest frame trained on
+    with the gap, 1 the nearest without it."""
+    from unetlib.data import load_dataset
+    from unetlib.data.stats import truth_agreement
+    from unetlib.train import load_splits
+
+    val = load_splits(config)[1]
+    silver = list(load_dataset(config.dataset, "train", config.data_root, truth="silver",
+                               frames_without_mask="skip"))
+    reach = config.silver_gap + 1
+    return {f"{d:+d}": round(truth_agreement(val, silver, offset=d)["seg"], 4)
+            for d in range(-reach, reach + 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
     p.add_argument("--steps", type=int, default=None,
                    help="training steps (default: the profile's)")
     p.add_argument("--experiment", default="silver_truth",
-                   choices=("silver_truth", "silver_truth_long", "silver_truth_10k"),
+                   choices=("silver_truth", "silver_truth_long", "silver_truth_10k",
+                            "silver_truth_gap"),
                    help="the name the results table shows (silver_truth_long for the 5,000-step "
-                        "runs, silver_truth_10k for the 10,000-step ones)")
+                        "runs, silver_truth_10k for the 10,000-step ones, silver_truth_gap for "
+                        "5,000-step runs with -p silver_gap=N)")
     add_study_arguments(p, out="book/results/silver_truth.json")
     args = p.parse_args(argv)
     fields = dict(args.overrides)
     if fields.get("truth", "silver") != "silver":
         p.error(f"-p truth={fields['truth']}: this study trains on the silver truth")
+    if (args.experiment == "silver_truth_gap") != bool(fields.get("silver_gap")):
+        p.error("--experiment silver_truth_gap goes with -p silver_gap=N (N > 0), and only it")
     if args.steps is not None:
         fields["steps"] = args.steps
     config = train_config(args.profile, "02_train", **{"truth": "silver", "silver_val": 0,
@@ -58,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = seed_summary(runs)
     from unetlib.provenance import command_line
 
+    extra = {"neighbour_seg": neighbour_seg(config)} if config.silver_gap else {}
     record_experiment(args.out, args.experiment, args.profile, runs, command=command_line(),
-                      summary=summary)
+                      summary=summary, **extra)
     for method, s in summary.items():
         print(f"{method}: SEG {s['seg']['mean']:.3f} ± {s['seg']['sd']:.3f} over "
               f"{s['seeds']} seed(s)")

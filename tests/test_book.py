@@ -550,6 +550,48 @@ def test_index_states_the_committed_headline():
         restored = [f"{r['best_step']:,}" for r in data["runs"].values()]
         text = f"restored steps {', '.join(restored[:-1])} and {restored[-1]}"
         assert text in index, f"index.md should say {text!r}"
+    ensemble = PROJECT_ROOT / "book" / "results" / "ensemble_silver_10k.json"
+    if ensemble.is_file():  # the ensemble of the 10,000-step runs: its scores and the rule
+        data = json.loads(ensemble.read_text())
+        seg = {m: data["summaries"]["all runs averaged"][m]["seg"]["mean"]
+               for m in ("distance", "watershed", "components")}
+        text = (f"silver truth, three runs averaged, distance-transform watershed: SEG "
+                f"**{seg['distance']:.3f}**; seeded watershed: SEG **{seg['watershed']:.3f}**; "
+                f"paper's way: SEG **{seg['components']:.3f}**")
+        flat = " ".join(index.split())
+        assert text in flat, f"index.md should say {text!r}"
+        (gain,) = [g for n, g in data["val_gains"].items() if n.startswith("all runs")]
+        pairs = data["summaries"]["two runs averaged"]["distance"]["seg"]
+        text = f"(each pair of runs: {pairs['mean']:.3f} ± {pairs['sd']:.3f}"
+        assert text in flat, f"index.md should say {text!r}"
+        tta = json.loads((ensemble.parent / "ensemble_silver_10k_tta.json").read_text())
+        alone = tta["summaries"]["one run"]["distance"]["seg"]
+        both = tta["summaries"]["all runs averaged"]["distance"]["seg"]["mean"]
+        for text in (f"Test-time augmentation on top of it gives {both:.3f}",
+                     f"on the single runs {alone['mean']:.3f} ± {alone['sd']:.3f}"):
+            assert text in flat, f"index.md should say {text!r}"
+        said = "is not adopted" if not data["adopted"] else "is adopted"
+        text = f"it gains {gain:+.3f} over its runs alone, under the studies' rule"
+        assert text in flat and said in flat, f"index.md should say {text!r} and {said!r}"
+    gap = PROJECT_ROOT / "book" / "results" / "silver_truth_gap.json"
+    if gap.is_file():  # the silver truth with a gap around the validation frames
+        data = json.loads(gap.read_text())
+        flat = " ".join(index.split())
+        for method, label in (("distance", "distance-transform watershed"),
+                              ("watershed", "seeded watershed"), ("components", "paper's way")):
+            seg = data["summary"][method]["seg"]
+            text = f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
+            assert text in flat, f"index.md should say {text!r}"
+        val = [np.mean([i["distance"]["val_seg"] for i in d["instances"].values()])
+               for d in (json.loads((gap.parent / "silver_truth_long.json").read_text()), data)]
+        text = f"Validation SEG fell from {val[0]:.3f} to {val[1]:.3f} on average"
+        assert text in flat, f"index.md should say {text!r}"
+        (g,) = {r["config"]["silver_gap"] for r in data["runs"].values()}
+        near = data["neighbour_seg"]
+        for text in (f"-p silver_gap={g}", f"score SEG {near['-1']:.3f} and {near['+1']:.3f}",
+                     f"(their own silver masks {near['+0']:.3f})",
+                     f"score {near[f'-{g + 1}']:.3f} and {near[f'+{g + 1}']:.3f}"):
+            assert text in flat, f"index.md should say {text!r}"
     tta_long = PROJECT_ROOT / "book" / "results" / "tta_silver_long.json"
     if tta_long.is_file():  # TTA decided again on the 5,000-step runs: the gains and the verdict
         from unetlib.report import passing_arms, validation_gains

@@ -606,3 +606,12 @@ def test_centre_crops_spread_and_crop():
     assert centre_crops(frames, 20, 100)[0].image.shape == (40, 50)  # never larger than a frame
     with pytest.raises(ValueError, match="size"):
         centre_crops(frames, 1, 0)
+
+
+def test_time_point_reads_sequence_and_frame_and_refuses_other_names():
+    from unetlib.data.ctc import time_point
+
+    assert time_point("DIC-C2DH-HeLa/01/t002.tif") == ("DIC-C2DH-HeLa/01", 2)
+    assert time_point("X\\02\\t117.tif") == ("X/02", 117)
+    with pytest.raises(ValueError, match="'a/b.png' is not a Cell Tracking Challenge frame"):
+        time_point("a/b.png")

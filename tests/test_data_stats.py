@@ -84,3 +84,20 @@ def test_truth_agreement_names_what_cannot_be_paired():
     unlabelled = Sample(np.zeros((4, 4), np.float32), None, "a")
     with pytest.raises(ValueError, match="a: a frame without labels"):
         truth_agreement([unlabelled], [_frame("a", gold)])
+
+
+def test_truth_agreement_with_an_offset_pairs_each_frame_with_its_neighbour_in_time():
+    gold = np.zeros((12, 12), np.int32)
+    gold[0:4, 0:4], gold[6:10, 6:10] = 1, 2
+    moved = np.zeros_like(gold)
+    moved[0:4, 0:4] = 3  # the next frame: cell 1 in place, cell 2 gone
+    ref = [_frame("H/01/t002.tif", gold), _frame("H/02/t002.tif", gold)]
+    oth = [_frame("H/01/t001.tif", gold), _frame("H/01/t003.tif", moved),
+           _frame("H/02/t002.tif", moved)]  # sequence 02 has no t003: frame left unpaired
+    out = truth_agreement(ref, oth, offset=1)
+    assert out["frames"] == ["H/01/t002.tif"] and out["seg"] == pytest.approx(0.5)
+    assert truth_agreement(ref, oth, offset=-1)["seg"] == 1.0
+    with pytest.raises(ValueError, match="share no frame"):
+        truth_agreement(ref, oth, offset=5)
+    with pytest.raises(ValueError, match="'a' is not a Cell Tracking Challenge frame"):
+        truth_agreement([_frame("a", gold)], oth, offset=1)

@@ -351,6 +351,13 @@ def test_answer_table_names_an_arm_of_the_same_runs_instead_of_repeating_it():
     _row(answer, "ablations: other")
     assert "| ablations: same |" not in answer
     assert "the same runs as a row above: ablations: same = 02_train." in answer
+    # the same runs scored with test-time augmentation are a row of their own
+    tta = {**_experiment(), "summaries": {"no TTA": summary, "8-fold TTA": summary},
+           "runs": {"no TTA, seed 0": {"run": "R0", "config": {"tta": False}},
+                    "8-fold TTA, seed 0": {"run": "R0", "config": {"tta": True}}}}
+    answer = answer_table({"02_train": chapter, "tta_hela": tta}, "DIC-C2DH-HeLa")
+    _row(answer, "tta_hela: 8-fold TTA")
+    assert "the same runs as a row above: tta_hela: no TTA = 02_train." in answer
 
 
 def _front_run(seg_cc, seg_ws, steps_done, truth="gold", steps=1000, n_train=6):
@@ -370,7 +377,27 @@ def test_front_page_table_rows_come_from_the_result_files():
     gpu = {"gpu_quick_long": {**_experiment(), "runs": gpu_runs,
                               "hardware": {"gpu": "NVIDIA H200", "cpu_count": 16},
                               "summary": seed_summary(gpu_runs)}}
-    table = front_page_table({**cpu, **gpu, "unlisted": cpu["02_train"]})
+    gap_runs = {"seed 0": _front_run(0.6, 0.8, 5000, truth="silver", n_train=65)}
+    gap_runs["seed 0"]["config"]["silver_gap"] = 5
+    gap = {"silver_truth_gap": {**_experiment(), "runs": gap_runs,
+                                "summary": seed_summary(gap_runs)}}
+    members = {f"one run, seed {i}": _front_run(0.5, 0.8, 10000, truth="silver", n_train=82)
+               for i in range(3)}
+    members["all runs averaged, seeds 0+1+2"] = _front_run(0.7, 0.9, 10000, truth="silver",
+                                                             n_train=82)
+    ens = {"ensemble_silver_10k": {
+        **_experiment(), "runs": members, "members": {
+            "all runs averaged, seeds 0+1+2": ["a", "b", "c"]},
+        "summaries": {"one run": seed_summary({k: v for k, v in members.items()
+                                               if k.startswith("one run")}),
+                      "all runs averaged": seed_summary(
+                          {"x": members["all runs averaged, seeds 0+1+2"]})}}}
+    table = front_page_table({**cpu, **gpu, **gap, **ens, "unlisted": cpu["02_train"]})
+    # an ensemble shows its row of all runs averaged, not its single runs
+    assert _row(table, "quick, three runs averaged")[1:] == [
+        "silver, 82 frames", "10,000, 2 CPU cores", "3", "0.700", "–", "0.900"]
+    assert _row(table, "quick")[1:4] == [
+        "silver, 65 frames, none within 5 of a validation frame", "5,000, 2 CPU cores", "1"]
     row = _row(table, "quick (0.48 M), `make book`")
     assert row[1:] == ["gold, 6 frames", "1,000, 2 CPU cores", "3", "0.400 ± 0.100", "–",
                        "0.700 ± 0.000"]
@@ -379,7 +406,7 @@ def test_front_page_table_rows_come_from_the_result_files():
     assert row[1:4] == ["gold, 6 frames", "2,871–3,354, one H200 GPU", "2"]
     assert row[4:] == ["0.400 ± 0.000", "–", "0.650 ± 0.071"]
     assert table.splitlines()[-1].split("|")[5].strip() == "0.7756"  # the paper's, last
-    assert len(table.splitlines()) == 2 + 2 + 1  # header, two results, the paper
+    assert len(table.splitlines()) == 2 + 4 + 1  # header, four results, the paper
 
 
 def test_describe_budget_curve_names_the_best_step_and_the_differences():

@@ -13,6 +13,7 @@ from unetlib.report import load_results
 sys.path.insert(0, str(PROJECT_ROOT / "studies"))
 import ablations  # noqa: E402
 import border_weight  # noqa: E402
+import ensemble  # noqa: E402
 import few_images  # noqa: E402
 import instance_grid  # noqa: E402
 import recipes  # noqa: E402
@@ -210,3 +211,63 @@ def test_silver_truth_trains_on_silver_and_files_its_results_under_the_name_give
     assert set(data["summary"]) >= {"components", "distance"}
     with pytest.raises(SystemExit):  # the study is the silver truth's: -p truth=gold is refused
         silver_truth.main([*argv, "-p", "truth=gold"])
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_silver_truth_gap_experiment_goes_with_a_gap_and_leaves_the_neighbours_out(tmp_path):
+    base = ["--seeds", "0", "--steps", "2", "--out-dir", str(tmp_path / "runs"), *TINY]
+    with pytest.raises(SystemExit):  # the name says a gap: without one it is refused ...
+        silver_truth.main([*base, "--experiment", "silver_truth_gap",
+                           "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit):  # ... and a gap is filed under no other name
+        silver_truth.main([*base, "-p", "silver_gap=2", "--out", str(tmp_path / "y.json")])
+    assert not list(tmp_path.glob("*.json"))
+    out = tmp_path / "silver_truth_gap.json"
+    assert silver_truth.main([*base, "-p", "silver_gap=2", "--experiment", "silver_truth_gap",
+                              "--out", str(out)]) == 0
+    frames = load_results(tmp_path)["silver_truth_gap"]["runs"]["seed 0"]["frames"]
+    from unetlib.data.ctc import time_point
+
+    val = [time_point(n) for n in frames["val"]]
+    assert all(abs(time_point(n)[1] - t) > 2 for n in frames["train"] for _, t in val)
+    nearby = load_results(tmp_path)["silver_truth_gap"]["neighbour_seg"]
+    assert list(nearby) == ["-3", "-2", "-1", "+0", "+1", "+2", "+3"]
+    assert nearby["+0"] > 0.9 and all(0 < v < nearby["+0"] for k, v in nearby.items() if k != "+0")
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_ensemble_scores_single_runs_as_trained_and_every_pair_and_all_averaged(tmp_path):
+    runs = tmp_path / "runs"
+    common = ["--out-dir", str(runs), *TINY, "-p", "tune_threshold=True", "-p", "truth=silver",
+              "-p", "silver_val=0"]
+    assert silver_truth.main(["--seeds", "0", "1", "2", "--steps", "2",
+                              "--out", str(tmp_path / "silver_truth.json"), *common]) == 0
+    trained = load_results(tmp_path)["silver_truth"]
+    out = tmp_path / "ensemble.json"
+    argv = ["--seeds", "0", "1", "2", "--out", str(out), "-p", "steps=2", *common]
+    assert ensemble.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert list(data["summaries"]) == ["one run", "two runs averaged", "all runs averaged"]
+    assert [data["summaries"][a]["distance"]["seeds"] for a in data["summaries"]] == [3, 3, 1]
+    assert data["members"]["all runs averaged, seeds 0+1+2"] == [
+        trained["runs"][f"seed {s}"]["run"] for s in (0, 1, 2)]
+    # a single run scored from its kept weights gives the numbers its own evaluation gave
+    for s in (0, 1, 2):
+        assert (data["instances"][f"one run, seed {s}"]["distance"]["metrics"]
+                == trained["instances"][f"seed {s}"]["distance"]["metrics"])
+    # the rule, on validation frames: every ensemble against the mean of its runs alone
+    assert set(data["val_gains"]) == {f"two runs averaged, seeds {p}" for p in ("0+1", "0+2", "1+2")
+                                      } | {"all runs averaged, seeds 0+1+2"}
+    inst = data["instances"]
+    alone = [inst[f"one run, seed {s}"]["distance"]["val_seg"] for s in (0, 1, 2)]
+    gain = inst["all runs averaged, seeds 0+1+2"]["distance"]["val_seg"] - sum(alone) / 3
+    assert data["val_gains"]["all runs averaged, seeds 0+1+2"] == pytest.approx(gain)
+    assert data["adopted"] == (gain >= 0.01) and set(data["predict_seconds"]) == {"0", "1", "2"}
+    assert str(tmp_path) not in data["command"]
+    # nothing is trained: a seed without a kept run is an error naming its folder
+    before = sorted(p.name for p in runs.iterdir())
+    with pytest.raises(FileNotFoundError, match="no finished run of seed 7"):
+        ensemble.main([*argv[:1], "0", "7", *argv[4:]])
+    assert sorted(p.name for p in runs.iterdir()) == before
+    with pytest.raises(SystemExit):
+        ensemble.main(["--seeds", "0", *argv[4:]])

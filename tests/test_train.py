@@ -569,3 +569,35 @@ def test_bf16_on_a_cpu_without_it_trains_as_asked_and_says_it_is_slow(tmp_path, 
     assert result["config"]["amp_cpu"] is True  # what was asked is what ran, and is recorded
     said = "warning: amp_cpu=True on a CPU without native bf16" in capsys.readouterr().err
     assert said is not native
+
+
+@pytest.mark.parametrize("gap", [0, 1, 5])
+def test_silver_gap_leaves_the_validation_frames_neighbours_out_of_training(gap):
+    from unetlib.data.ctc import time_point
+    from unetlib.paths import data_root
+
+    if not (data_root() / "DIC-C2DH-HeLa").is_dir():
+        pytest.skip("DIC-C2DH-HeLa not found (../shared/data)")
+    plain = T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa", truth="silver"))
+    train, val, test = T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa", truth="silver",
+                                                   silver_gap=gap))
+    assert [s.name for s in val] == [s.name for s in plain[1]]  # validation and test unchanged
+    assert [s.name for s in test] == [s.name for s in plain[2]]
+    val_t = [time_point(s.name) for s in val]
+    dropped = [s.name for s in plain[0] if s.name not in {t.name for t in train}]
+    # exactly the training time points within gap frames of a validation frame are dropped
+    assert sorted(dropped) == sorted(
+        s.name for s in plain[0]
+        if any(seq == time_point(s.name)[0] and abs(t - time_point(s.name)[1]) <= gap
+               for seq, t in val_t))
+    assert (len(dropped) > 2 * gap - 2) if gap else not dropped
+
+
+def test_silver_gap_is_refused_on_gold_training_and_kept_out_of_old_keys(tmp_path):
+    with pytest.raises(ValueError, match="silver_gap leaves"):
+        T.TrainConfig(dataset="DIC-C2DH-HeLa", silver_gap=2)
+    with pytest.raises(ValueError, match="silver_gap must be >= 0"):
+        T.TrainConfig(dataset="DIC-C2DH-HeLa", truth="silver", silver_gap=-1)
+    base = T.TrainConfig(dataset="DIC-C2DH-HeLa", truth="silver")
+    assert base.key() == T.TrainConfig(dataset="DIC-C2DH-HeLa", truth="silver", silver_gap=0).key()
+    assert base.key() != T.TrainConfig(dataset="DIC-C2DH-HeLa", truth="silver", silver_gap=1).key()

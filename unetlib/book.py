@@ -99,10 +99,13 @@ def add_rescoring_arguments(parser: argparse.ArgumentParser, out: str, page: str
     add_study_arguments(parser, out)
 
 
-def kept_models(args: argparse.Namespace, **fields: Any) -> Iterator[tuple[Any, dict, Any]]:
+def kept_models(args: argparse.Namespace, *, train_missing: bool = True,
+                **fields: Any) -> Iterator[tuple[Any, dict, Any]]:
     """For each of ``args.seeds``: the configuration of ``args.page`` under ``args.profile``
     (with ``-p`` overrides and ``fields``), its run's result (reused from ``args.out_dir``,
-    trained first where it is missing) and the run's kept weights in eval mode on the CPU."""
+    trained first where it is missing, or with ``train_missing=False`` an error naming the
+    missing run's folder, checked for every seed before any is loaded) and the run's kept
+    weights in eval mode on the CPU."""
     import dataclasses
 
     from unetlib.model import load_checkpoint
@@ -111,8 +114,15 @@ def kept_models(args: argparse.Namespace, **fields: Any) -> Iterator[tuple[Any, 
 
     base = train_config(args.profile, args.page, check_data=True, out_dir=args.out_dir,
                         progress=False, **dict(args.overrides))
-    for seed in args.seeds:
-        config = dataclasses.replace(base, seed=seed, **fields)
+    configs = [dataclasses.replace(base, seed=seed, **fields) for seed in args.seeds]
+    if not train_missing:
+        for config in configs:
+            folder = Path(config.out_dir) / config.run_name()
+            if not (folder / "result.json").is_file():
+                raise FileNotFoundError(
+                    f"{folder}: no finished run of seed {config.seed} with these options (this "
+                    "study scores kept runs and trains none; check --page, --seeds and -p)")
+    for config in configs:
         result = train(config)
         model, _ = load_checkpoint(result["checkpoint"], map_location="cpu")
         yield config, result, model.eval()

@@ -34,6 +34,10 @@ class TrainConfig:
     # sequences (time points without gold truth, spread evenly) join the validation frames, which
     # choose the checkpoint and the instance parameters (beyond the paper); 0 = gold frames only
     silver_val: int = 0
+    # silver training (truth="silver"): time points within this many frames of a validation frame
+    # are not trained on either, so that validation does not score near-copies of training frames
+    # (beyond the paper); 0 = only the validation time points themselves are left out
+    silver_gap: int = 0
     image_size: int = 256  # side of the training crops (the network's input)
     # model (unetlib.UNet)
     depth: int = 5  # resolution levels (the paper: 5, four poolings)
@@ -127,7 +131,7 @@ class TrainConfig:
         for name in ("threshold", "seed_threshold"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
-        for name in ("n_train", "n_test", "patience", "min_size", "silver_val"):
+        for name in ("n_train", "n_test", "patience", "min_size", "silver_val", "silver_gap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
@@ -137,6 +141,9 @@ class TrainConfig:
         if self.silver_val and self.truth != "gold":
             raise ValueError("silver_val adds silver frames to a gold protocol's validation; with "
                              f"truth={self.truth!r} the silver frames are the training frames")
+        if self.silver_gap and self.truth != "silver":
+            raise ValueError("silver_gap leaves time points near the validation frames out of "
+                             f"silver training; with truth={self.truth!r} it has nothing to do")
         for name in ("elastic_sigma", "elastic_alpha", "elastic_smooth"):
             value = getattr(self, name)
             if not 0.0 <= value < float("inf"):
@@ -162,7 +169,7 @@ class TrainConfig:
         """A short hash of everything that changes the result (not where or how it is shown)."""
         skip = {"out_dir", "resume", "reuse", "progress", "device", "extra", "keep_checkpoints"}
         # runs made before these options keep their keys
-        for name in ("time_limit", "silver_val", "channels_last", "amp_cpu"):
+        for name in ("time_limit", "silver_val", "silver_gap", "channels_last", "amp_cpu"):
             if not getattr(self, name):
                 skip.add(name)
         if self.elastic_field == "bspline":  # so do runs with the paper's field

@@ -11,6 +11,8 @@ validation frames, score the test frames.
   split and merge counts and, for ISBI 2012, the challenge's Rand, information and warping errors.
 - :func:`evaluate_model`: all of the above for one model; its dict is what a run's
   ``result.json`` holds under ``instances``.
+- :func:`ensemble_probabilities`: several models' probabilities averaged frame by frame (beyond
+  the paper), scored by :func:`evaluate_probabilities` as one model's are.
 """
 
 from __future__ import annotations
@@ -42,6 +44,27 @@ def predict_frames(model: nn.Module, images: torch.Tensor | Sequence, config: An
         probs = predict_tiled(model, image, tile=config.input_tile, batch_size=batch_size,
                               tta=config.tta)
         out.append(probs[1].float().cpu().numpy())
+    return out
+
+
+def ensemble_probabilities(per_model: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    """Frame by frame, the mean cell probability of several models' predictions of the same
+    frames: an ensemble (beyond the paper; nnU-Net averages its five folds' probabilities the
+    same way). ``per_model[m][k]`` is model ``m``'s probability of frame ``k``."""
+    if not per_model:
+        raise ValueError("ensemble_probabilities needs the predictions of at least one model")
+    n = len(per_model[0])
+    for m, probs in enumerate(per_model):
+        if len(probs) != n:
+            raise ValueError(f"model {m} predicted {len(probs)} frames, model 0 {n}")
+    out = []
+    for k in range(n):
+        frames = [np.asarray(probs[k], dtype=np.float64) for probs in per_model]
+        for m, f in enumerate(frames):
+            if f.shape != frames[0].shape:
+                raise ValueError(f"frame {k}: model {m}'s probability is {f.shape}, model 0's "
+                                 f"{frames[0].shape}")
+        out.append(np.mean(frames, axis=0).astype(np.float32))
     return out
 
 

@@ -17,9 +17,9 @@ from unetlib.provenance import write_json_atomic
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
-               "silver_truth_long", "silver_truth_10k", "few_images", "recipes", "schedule",
-               "border_weight", "tta_em", "tta_hela", "tta_silver", "tta_silver_long",
-               "gpu_quick_long", "gpu_paper")
+               "silver_truth_long", "silver_truth_10k", "silver_truth_gap", "few_images", "recipes",
+               "schedule", "border_weight", "tta_em", "tta_hela", "tta_silver", "tta_silver_long",
+               "ensemble_silver_10k", "ensemble_silver_10k_tta", "gpu_quick_long", "gpu_paper")
 # the chapters' own experiments (the studies summarise their many runs as arms instead)
 CHAPTERS = ("02_train", "02_train_gold_validation", "02_train_em", "03_augmentation_ablation",
             "04_weight_maps")
@@ -951,6 +951,9 @@ def _isbi_arms(experiment: str, data: Mapping[str, Any]) -> dict[str, dict[str, 
     return out
 
 
+# the arm of an ensemble study (studies/ensemble.py) that averages all of its runs
+ENSEMBLE_ARM = "all runs averaged"
+
 # the rows of the front page's table (book/index.md): experiment -> what trained, in words
 # without numbers (the steps, seeds, machine and scores come from the result file)
 FRONT_PAGE_ROWS: dict[str, str] = {
@@ -958,6 +961,8 @@ FRONT_PAGE_ROWS: dict[str, str] = {
     "silver_truth": "quick",
     "silver_truth_long": "quick",
     "silver_truth_10k": "quick",
+    "silver_truth_gap": "quick",
+    "ensemble_silver_10k": "quick, three runs averaged",
     "gpu_paper": "the paper's (31 M)",
     "gpu_quick_long": "quick, 45 s a seed",
 }
@@ -988,14 +993,19 @@ def front_page_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         data = results.get(experiment)
         if not data:
             continue
-        runs = data["runs"]
+        runs, summary, seeds = data["runs"], data.get("summary"), str(len(data["runs"]))
+        if "members" in data:  # an ensemble (studies/ensemble.py): the row of all runs averaged
+            name = next(n for n in runs if n.startswith(ENSEMBLE_ARM + ","))
+            runs, summary = {name: runs[name]}, data["summaries"][ENSEMBLE_ARM]
+            seeds = str(len(data["members"][name]))  # the row's name says they are averaged
         (truth,) = {r["config"].get("truth", "gold") for r in runs.values()}
         (frames,) = {len(r["frames"]["train"]) for r in runs.values()}
-        summary = data["summary"]
+        (gap,) = {r["config"].get("silver_gap", 0) for r in runs.values()}
+        clear = f", none within {gap} of a validation frame" if gap else ""
         cells = [_cell(summary.get(m, {}).get("seg")) for m in ("components", "distance",
                                                                   "watershed")]
-        lines.append(f"| {what} | {truth}, {frames} frames | {_steps_run(runs)}, "
-                     f"{_machine(data['hardware'])} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {what} | {truth}, {frames} frames{clear} | {_steps_run(runs)}, "
+                     f"{_machine(data['hardware'])} | {seeds} | " + " | ".join(cells) + " |")
     lines.append("| the paper's, on the challenge's secret test sequences | gold, both sequences | "
                  f"– | – | {PAPER['DIC-C2DH-HeLa']['seg']} | – | – |")
     return "\n".join(lines)
@@ -1059,8 +1069,11 @@ def answer_table(results: Mapping[str, Mapping[str, Any]], dataset: str) -> str:
 
 
 def _arm_runs(experiment: str, data: Mapping[str, Any]) -> dict[str, frozenset]:
-    """The trained runs (their ``run`` names) behind each arm of :func:`_arm_summaries`."""
-    runs = {name: (r or {}).get("run") or f"{experiment}/{name}"
+    """The trained runs behind each arm of :func:`_arm_summaries`, as (``run`` name, whether
+    they were scored with test-time augmentation): the same runs scored another way (a TTA
+    study's arm) are another row."""
+    runs = {name: ((r or {}).get("run") or f"{experiment}/{name}",
+                   bool(((r or {}).get("config") or {}).get("tta")))
             for name, r in data.get("runs", {}).items()}
     if data.get("summary"):
         return {experiment: frozenset(runs.values())}

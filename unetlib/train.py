@@ -115,7 +115,8 @@ def load_splits(config: TrainConfig) -> tuple[list, list, list]:
     Tracking Challenge set; beyond the paper, which trained on the gold frames) the validation
     frames are the same gold frames the gold protocol holds out, so that the instance
     parameters are still chosen against gold truth, and the training frames are the silver
-    masks of every other time point of the training sequences. With ``silver_val`` (gold
+    masks of every other time point of the training sequences, less those within
+    ``silver_gap`` frames of a validation frame. With ``silver_val`` (gold
     training, beyond the paper) that many silver-truth frames of time points without gold truth
     join the validation frames: two gold frames are few to choose a checkpoint and three instance
     parameters by."""
@@ -139,8 +140,12 @@ def load_splits(config: TrainConfig) -> tuple[list, list, list]:
     else:
         silver = load_dataset(config.dataset, "train", config.data_root, truth=config.truth,
                               frames_without_mask="skip")
+        from unetlib.data.ctc import time_point
+
         held_out = {s.name for s in val}
-        train = [s for s in silver if s.name not in held_out]
+        near = {(seq, t + d) for seq, t in map(time_point, held_out)
+                for d in range(-config.silver_gap, config.silver_gap + 1)}
+        train = [s for s in silver if s.name not in held_out and time_point(s.name) not in near]
     return train, val, test
 
 

@@ -147,3 +147,12 @@ def load_ctc(
     if include_incomplete:
         options["include_incomplete"] = True
     return Dataset(name, split, files, load, root=str(root), notes=notes, options=options)
+
+
+def time_point(name: str) -> tuple[str, int]:
+    """(sequence folder, time point) of a Cell Tracking Challenge frame's name, as
+    ``"DIC-C2DH-HeLa/01/t002.tif"`` gives ``("DIC-C2DH-HeLa/01", 2)``."""
+    m = re.fullmatch(r"(.*)/t(\d+)\.tif", name.replace("\\", "/"))
+    if m is None:
+        raise ValueError(f"{name!r} is not a Cell Tracking Challenge frame (SEQ/tNNN.tif)")
+    return m.group(1), int(m.group(2))

@@ -137,19 +137,32 @@ def split_table(datasets: Sequence) -> str:
     return "\n".join(lines)
 
 
-def truth_agreement(reference: Sequence[Sample], other: Sequence[Sample]) -> dict:
+def truth_agreement(reference: Sequence[Sample], other: Sequence[Sample],
+                    offset: int = 0) -> dict:
     """How well one annotation of a sequence scores against another, in the Cell Tracking
     Challenge's SEG measure (the mean Jaccard over every reference cell, pooled over frames):
     ``other`` (say the silver truth) taken as the prediction, ``reference`` (the gold truth) as
     the truth, on the frames both annotate, paired by file name. For the silver truth that
     says how good the labels are that a network trained on them imitates.
 
-    Returns ``frames`` (the frame names paired), ``cells`` (reference cells) and ``seg``.
+    With ``offset`` (Cell Tracking Challenge frames), each reference frame at time point t is
+    paired with the other annotation's frame t + offset of the same sequence: how much a frame
+    ``offset`` time points away already gives of the reference (where reference frames are held
+    out for validation, and their neighbours trained on).
+
+    Returns ``frames`` (the reference frame names paired), ``cells`` (reference cells) and
+    ``seg``.
     """
     from ..metrics import seg_jaccards
+    from .ctc import time_point
 
-    by_name = {s.name: s for s in other}
-    pairs = [(s, by_name[s.name]) for s in reference if s.name in by_name]
+    if offset:
+        by_time = {time_point(s.name): s for s in other}
+        pairs = [(s, by_time[(seq, t + offset)]) for s in reference
+                 for seq, t in [time_point(s.name)] if (seq, t + offset) in by_time]
+    else:
+        by_name = {s.name: s for s in other}
+        pairs = [(s, by_name[s.name]) for s in reference if s.name in by_name]
     if not pairs:
         raise ValueError("the two annotations share no frame (samples are paired by name)")
     jaccards = []
