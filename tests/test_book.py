@@ -592,6 +592,32 @@ def test_index_states_the_committed_headline():
                      f"(their own silver masks {near['+0']:.3f})",
                      f"score {near[f'-{g + 1}']:.3f} and {near[f'+{g + 1}']:.3f}"):
             assert text in flat, f"index.md should say {text!r}"
+    flat = " ".join(index.split())
+    for name in ("seg_breakdown_silver_10k", "seg_breakdown_quick"):  # where SEG falls short
+        path = PROJECT_ROOT / "book" / "results" / f"{name}.json"
+        if not path.is_file():
+            continue
+        from unetlib.report import breakdown_summary
+
+        data = json.loads(path.read_text())
+        b = breakdown_summary(data)
+        if name == "seg_breakdown_quick":
+            texts = [f"cells merged, split or missed still cost {b['apart']:.3f} and the outlines "
+                     f"of the cells found whole and alone {b['left_out'] + b['added']:.3f} "
+                     f"({b['left_out']:.3f} for pixels left out, {b['added']:.3f} added"]
+        else:
+            std = {k: (min(v), max(v)) for k, v in data["image_std"].items()}
+            texts = [f"cells merged, split or missed cost {b['apart']:.3f} of it; the outlines of "
+                     f"the cells found whole and alone cost {b['left_out'] + b['added']:.3f}: "
+                     f"{b['left_out']:.3f} for pixels of the cell that the outline leaves out, "
+                     f"{b['added']:.3f} for pixels it adds",
+                     f"the same outlines leave out {b['val_left_out']:.3f} and add "
+                     f"{b['val_added']:.3f}",
+                     f"would give {b['lookup']:.3f} on average ({b['lookup'] - b['seg']:+.3f}",
+                     f"deviation {std['test'][0]:.3f} to {std['test'][1]:.3f} against "
+                     f"{std['validation'][0]:.3f} and {std['validation'][1]:.3f}"]
+        for text in texts:
+            assert text in flat, f"index.md should say {text!r}"
     tta_long = PROJECT_ROOT / "book" / "results" / "tta_silver_long.json"
     if tta_long.is_file():  # TTA decided again on the 5,000-step runs: the gains and the verdict
         from unetlib.report import passing_arms, validation_gains

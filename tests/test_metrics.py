@@ -428,3 +428,65 @@ def test_split_merge_ids_name_the_cells_the_counts_count():
     assert (counts["merges"], counts["splits"]) == (1, 1)
     with pytest.raises(ValueError, match="min_overlap"):
         M.split_merge_ids(pred, gt, min_overlap=0.4)
+
+
+# --------------------------------------------------------------------------- SEG's shortfall
+def test_seg_breakdown_by_hand():
+    gt = np.zeros((20, 40), dtype=np.int32)
+    gt[2:8, 2:8] = 1
+    gt[2:8, 9:15] = 2  # cells 1 and 2 will be merged
+    gt[10:18, 2:14] = 3  # cell 3 will be split in two halves (neither holds more than half)
+    gt[10:18, 20:28] = 4  # cell 4 will be missed
+    gt[2:12, 30:40] = 5  # cell 5 found alone, 2 of its 10 rows left out
+    gt[14:18, 30:34] = 6  # cell 6 found alone, 4 pixels added
+    pred = np.zeros_like(gt)
+    pred[2:8, 2:15] = 1
+    pred[10:18, 2:8] = 2
+    pred[10:18, 8:14] = 3
+    pred[4:12, 30:40] = 4
+    pred[14:18, 30:35] = 5
+    b = M.seg_breakdown(pred, gt)
+    cat = b["categories"]
+    assert b["cells"] == 6
+    assert cat["merged"]["cells"] == 2 and cat["merged"]["mean_jaccard"] == pytest.approx(36 / 78)
+    assert cat["split"] == {"cells": 1, "mean_jaccard": 0.0, "loss": pytest.approx(1 / 6)}
+    assert cat["missed"] == {"cells": 1, "mean_jaccard": 0.0, "loss": pytest.approx(1 / 6)}
+    assert cat["one-to-one"]["cells"] == 2
+    assert cat["one-to-one"]["mean_jaccard"] == pytest.approx((0.8 + 16 / 20) / 2)
+    assert b["one_to_one_loss"] == {"left_out": pytest.approx(0.2 / 6),
+                                    "added": pytest.approx(4 / 20 / 6)}
+    assert b["seg"] == pytest.approx(M.seg_measure(pred, gt))
+    perfect = M.seg_breakdown(gt, gt)
+    assert perfect["seg"] == 1.0 and perfect["categories"]["one-to-one"]["cells"] == 6
+    assert all(c["loss"] == 0.0 for c in perfect["categories"].values())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seg_breakdown_losses_add_up_to_one_minus_pooled_seg(seed):
+    rng = np.random.default_rng(seed)
+    preds, gts = [], []
+    for _ in range(3):  # blobs with random overlaps: every category occurs somewhere
+        gt = ndi.label(ndi.gaussian_filter(rng.random((64, 64)), 3) > 0.5)[0]
+        pred = ndi.label(ndi.gaussian_filter(rng.random((64, 64)), 3) > 0.5)[0]
+        pred[gt > 0] = np.where(rng.random() < 0.5, pred[gt > 0], gt[gt > 0] + pred.max())
+        preds.append(pred)
+        gts.append(gt)
+    b = M.seg_breakdown(preds, gts)
+    jac = np.concatenate([M.seg_jaccards(p, g)[1] for p, g in zip(preds, gts, strict=True)])
+    assert b["cells"] == jac.size
+    assert b["seg"] == pytest.approx(jac.mean(), abs=1e-12)
+    assert sum(c["loss"] for c in b["categories"].values()) == pytest.approx(1 - b["seg"])
+    one = b["categories"]["one-to-one"]
+    assert sum(b["one_to_one_loss"].values()) == pytest.approx(
+        one["cells"] * (1 - one["mean_jaccard"]) / b["cells"] if one["cells"] else 0.0)
+
+
+def test_seg_breakdown_rejects_bad_input():
+    gt = np.zeros((8, 8), np.int32)
+    gt[2:5, 2:5] = 1
+    with pytest.raises(ValueError, match="2 predicted label images for 1"):
+        M.seg_breakdown([gt, gt], [gt])
+    with pytest.raises(ValueError, match=r"gt_labels \(frame 1\)"):
+        M.seg_breakdown([gt, gt], [gt, gt[:4]])
+    with pytest.raises(ValueError, match="no cell"):
+        M.seg_breakdown(gt, np.zeros_like(gt))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from unetlib.paths import PROJECT_ROOT
@@ -837,3 +838,37 @@ def test_validation_choice_applies_the_rule_to_validation_seg_only():
     line = describe_validation_choice(tta, "tta")
     assert ", ".join(f"{g:+.3f}" for g in gains) in line
     assert ("**passes the rule**" in line) == (sum(gains) / len(gains) >= 0.01)
+
+
+def _breakdown_arm(pred: np.ndarray, gt: np.ndarray, lookup: float) -> dict:
+    """A ``studies/seg_breakdown.py`` arm whose every split and method has ``pred`` against
+    ``gt``."""
+    from unetlib.metrics import seg_breakdown
+
+    b = seg_breakdown(pred, gt)
+    both = {"components": b, "distance": b}
+    return {"run": "r", "params": {}, "test": both, "validation": both,
+            "test_lookup": {"method": "distance", "seg": lookup, "note": "not a result"}}
+
+
+def test_breakdown_table_and_conclusion_split_the_shortfall_as_the_arms_do():
+    from unetlib.report import breakdown_conclusion, breakdown_table
+
+    gt = np.zeros((10, 30), np.int32)
+    gt[0:10, 0:10], gt[0:10, 10:20], gt[0:10, 22:30] = 1, 2, 3
+    tight = gt.copy()
+    tight[0:2, 22:30] = 0  # cell 3 found alone, a fifth of it left out
+    merged = np.where(gt > 0, 1, 0).astype(np.int32)  # every cell in one blob
+    data = {"arms": {"seed 0": _breakdown_arm(tight, gt, 0.9),
+                     "seed 1": _breakdown_arm(merged, gt, 0.5),
+                     "all runs averaged": _breakdown_arm(gt, gt, 1.0)}}
+    table = breakdown_table(data).splitlines()
+    assert len(table) == 2 + 3 * 2  # header, rule, two methods an arm
+    assert ("| seed 0 | distance-transform watershed | 0.933 | 0.000 | 0.000 | 0.000 | 0.067 | "
+            "0.000 | 0.067 / 0.000 | 0.900 |") in table
+    assert table[2].endswith("| – |")  # the look-up belongs to the method beyond the paper
+    text = breakdown_conclusion(data)  # the single runs only, not their average
+    seg = (2.8 / 3 + 1 / 3) / 2  # one blob matches each cell with |R| / 280: 280 / 280 / 3
+    assert f"Over 2 seed(s), distance-transform watershed: test SEG {seg:.3f}" in text
+    assert f"would give 0.700 ({0.7 - seg:+.3f})" in text
+    assert f"{0.2 / 3 / 2:.3f} for pixels of the cell they leave out" in text

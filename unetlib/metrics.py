@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -704,6 +705,76 @@ def split_merge_counts(
         "merges": int(np.count_nonzero(n_covered_by_s >= 2)),
         "missed": int(np.count_nonzero(~r_covered & ~split)),
         "spurious": int(np.count_nonzero(~s_used)),
+    }
+
+
+SEG_CATEGORIES: tuple[str, ...] = ("one-to-one", "merged", "split", "missed")
+
+
+def seg_breakdown(pred_labels: object | Sequence[object],
+                  gt_labels: object | Sequence[object]) -> dict[str, Any]:
+    """Where SEG's shortfall comes from: ``1 - SEG`` split exactly over the reference cells.
+
+    ``pred_labels`` and ``gt_labels`` are one label image each, or equal-length sequences of
+    them (the cells of all frames pooled, as :func:`seg_measure`'s challenge does). Each
+    ground-truth cell R falls in one category (the first that applies):
+
+    * ``"merged"``: its SEG match S also covers another cell (> half of each lies in S);
+    * ``"split"``: two or more predicted cells lie in it (> half of each lies in R);
+    * ``"missed"``: no match (Jaccard 0) and not split;
+    * ``"one-to-one"``: matched by a cell that covers no other one.
+
+    Each category reports its cells, their mean Jaccard and its ``loss``, the sum of ``1 - J``
+    over its cells divided by all cells: the losses add up to ``1 - SEG``. The one-to-one loss
+    is split once more, exactly, by ``1 - J = |R \\ S| / |R u S| + |S \\ R| / |R u S|``, into the
+    cell's pixels the prediction leaves out (``"left_out"``) and those it adds (``"added"``):
+    cells found whole and alone whose outlines are too tight, or too loose.
+    """
+    single = isinstance(pred_labels, np.ndarray) and np.asarray(pred_labels).ndim == 2
+    preds = [pred_labels] if single else list(pred_labels)
+    gts = [gt_labels] if single else list(gt_labels)
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predicted label images for {len(gts)} ground truths")
+    jac_by: dict[str, list[float]] = {c: [] for c in SEG_CATEGORIES}
+    left_out = added = 0.0
+    for k, (pr_k, gt_k) in enumerate(zip(preds, gts, strict=True)):
+        where = "" if single else f" (frame {k})"
+        pr, gt = _labels(pr_k, "pred_labels" + where), _labels(gt_k, "gt_labels" + where)
+        _same_shape(pr, gt, "pred_labels" + where, "gt_labels" + where)
+        gt_ids, pr_ids, gt_sizes, pr_sizes, gi, si, inter = _overlaps(pr, gt)
+        covers = 2 * inter > gt_sizes[gi]  # the SEG match: |R & S| > 0.5 |R|
+        lies_in = 2 * inter > pr_sizes[si]
+        n_covered_by_s = np.bincount(si[covers], minlength=pr_ids.size)
+        n_in_r = np.bincount(gi[lies_in], minlength=gt_ids.size)
+        match = np.full(gt_ids.size, -1)
+        match[gi[covers]] = np.flatnonzero(covers)  # the pair row of each cell's match
+        for r in range(gt_ids.size):
+            row = match[r]
+            if row < 0:
+                jac_by["split" if n_in_r[r] >= 2 else "missed"].append(0.0)
+                continue
+            union = gt_sizes[r] + pr_sizes[si[row]] - inter[row]
+            jac = inter[row] / union
+            if n_covered_by_s[si[row]] >= 2:
+                jac_by["merged"].append(jac)
+            elif n_in_r[r] >= 2:
+                jac_by["split"].append(jac)
+            else:
+                jac_by["one-to-one"].append(jac)
+                left_out += (gt_sizes[r] - inter[row]) / union
+                added += (pr_sizes[si[row]] - inter[row]) / union
+    n = sum(len(v) for v in jac_by.values())
+    if n == 0:
+        raise ValueError("gt_labels hold no cell: SEG and its breakdown are undefined")
+    seg = sum(sum(v) for v in jac_by.values()) / n
+    return {
+        "seg": float(seg),
+        "cells": n,
+        "categories": {c: {"cells": len(v),
+                           "mean_jaccard": float(np.mean(v)) if v else None,
+                           "loss": float(sum(1.0 - j for j in v) / n)}
+                       for c, v in jac_by.items()},
+        "one_to_one_loss": {"left_out": float(left_out / n), "added": float(added / n)},
     }
 
 

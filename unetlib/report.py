@@ -1127,3 +1127,75 @@ def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
         text += " That run's options differ from this chapter's in: " + ", ".join(
             f"`{k}={v!r}` (here `{getattr(config, k)!r}`)" for k, v in differ.items()) + "."
     return text
+
+
+def breakdown_table(data: Mapping[str, Any]) -> str:
+    """Markdown: where each arm of a ``studies/seg_breakdown.py`` result loses SEG on the test
+    frames, one row per arm and instance method: the SEG, then ``1 - SEG`` split over the cells
+    merged with a neighbour, split, missed, and found whole and alone with outlines too tight
+    (pixels of the cell left out) or too loose (pixels added); the outlines' two shares on the
+    validation frames beside them; and the best SEG the method's parameters reach when looked
+    up on the test frames (a bound, not a result)."""
+    lines = ["| run | cells from | test SEG | merged | split | missed | outline: left out | "
+             "outline: added | validation: left out / added | best on the test frames "
+             "(looked up, not a result) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, arm in data["arms"].items():
+        lookup = arm["test_lookup"]
+        for method in ("components", lookup["method"]):
+            test, val = arm["test"][method], arm["validation"][method]
+            c = test["categories"]
+            way = "the paper's way" if method == "components" else METHOD_NAMES[method]
+            best = f"{lookup['seg']:.3f}" if method == lookup["method"] else "–"
+            lines.append(
+                f"| {name} | {way} | {test['seg']:.3f} | {c['merged']['loss']:.3f} | "
+                f"{c['split']['loss']:.3f} | {c['missed']['loss']:.3f} | "
+                f"{test['one_to_one_loss']['left_out']:.3f} | "
+                f"{test['one_to_one_loss']['added']:.3f} | "
+                f"{val['one_to_one_loss']['left_out']:.3f} / {val['one_to_one_loss']['added']:.3f}"
+                f" | {best} |")
+    return "\n".join(lines)
+
+
+def breakdown_summary(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The single runs of a ``studies/seg_breakdown.py`` result (not their average), mean over
+    the seeds, with the method beyond the paper: test ``seg``; ``apart``, the share of
+    ``1 - SEG`` that cells merged, split or missed take; ``left_out`` and ``added``, the shares
+    of the outlines of cells found whole and alone (``val_left_out``, ``val_added`` on the
+    validation frames); ``lookup``, the best SEG of parameters looked up on the test frames."""
+    singles = [a for n, a in data["arms"].items() if n.startswith("seed ")]
+    method = singles[0]["test_lookup"]["method"]
+
+    def mean(split: str, *path: str) -> float:
+        values = []
+        for arm in singles:
+            v: Any = arm[split][method]
+            for key in path:
+                v = v[key]
+            values.append(v)
+        return float(np.mean(values))
+
+    return {"seeds": len(singles), "method": method, "seg": mean("test", "seg"),
+            "apart": sum(mean("test", "categories", c, "loss")
+                         for c in ("merged", "split", "missed")),
+            "left_out": mean("test", "one_to_one_loss", "left_out"),
+            "added": mean("test", "one_to_one_loss", "added"),
+            "val_left_out": mean("validation", "one_to_one_loss", "left_out"),
+            "val_added": mean("validation", "one_to_one_loss", "added"),
+            "lookup": float(np.mean([a["test_lookup"]["seg"] for a in singles]))}
+
+
+def breakdown_conclusion(data: Mapping[str, Any]) -> str:
+    """One paragraph on a ``studies/seg_breakdown.py`` result (:func:`breakdown_summary`): how
+    much of ``1 - SEG`` the cells' separation takes, how much the outlines of cells found whole
+    and alone, whether those are too tight or too loose on the test frames and on validation,
+    and how far a parameter choice made on the test frames themselves would have moved SEG."""
+    b = breakdown_summary(data)
+    seg, left, added = b["seg"], b["left_out"], b["added"]
+    return (f"Over {b['seeds']} seed(s), {METHOD_NAMES[b['method']]}: test SEG {seg:.3f}, so "
+            f"{1 - seg:.3f} short of 1. Cells merged, split or missed take {b['apart']:.3f} of "
+            f"it; the outlines of the cells found whole and alone take {left + added:.3f}: "
+            f"{left:.3f} for pixels of the cell they leave out, {added:.3f} for pixels they add "
+            f"(on the validation frames {b['val_left_out']:.3f} and {b['val_added']:.3f}). The "
+            f"best parameters looked up on the test frames themselves would give "
+            f"{b['lookup']:.3f} ({b['lookup'] - seg:+.3f}): not a result, but a bound on what a "
+            "better choice of parameters could buy from these probabilities.")

@@ -1,0 +1,126 @@
+"""Where SEG's shortfall comes from: the kept runs of a training page scored again, and
+``1 - SEG`` split over the reference cells (:func:`unetlib.metrics.seg_breakdown`): cells
+merged with a neighbour, split, missed, or found whole and alone but with outlines that leave
+out part of the cell or add to it.
+
+    python studies/seg_breakdown.py --page 02_train --seeds 0 1 2 --out-dir book/runs \\
+        --out book/results/seg_breakdown_quick.json
+    python studies/seg_breakdown.py --page 02_train --seeds 0 1 2 -p truth=silver \\
+        -p silver_val=0 -p steps=10000 --out-dir runs \\
+        --out book/results/seg_breakdown_silver_10k.json
+
+Nothing is trained: a run missing from ``--out-dir`` is an error naming its folder. Each run
+(and, for several seeds, their averaged probabilities: ``studies/ensemble.py``) chooses every
+instance method's parameters on the validation frames as its own evaluation did; the breakdown
+is then taken on the test frames and, for comparison, on the validation frames themselves.
+
+One figure is *not* a result, and the file says so: ``test_lookup``, the best SEG any parameters
+of the method beyond the paper reach on the test frames (its validation grid scanned on them).
+It bounds what a better choice of parameters could give these probabilities, so it tells the
+instance method's share of the shortfall from the network's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from unetlib.book import add_rescoring_arguments, kept_models
+from unetlib.evaluate import ensemble_probabilities, evaluate_probabilities, predict_frames
+from unetlib.instances import InstanceParams, beyond_method, choose_instances
+from unetlib.interrupt import sigterm_as_interrupt
+from unetlib.metrics import seg_breakdown
+from unetlib.provenance import command_line, hardware, write_json_atomic
+from unetlib.train import load_splits
+
+TEST_LOOKUP_NOTE = ("looked up on the test frames: a bound on what the method's parameters "
+                    "could give these probabilities, not a result")
+
+
+def breakdowns(probs: list[np.ndarray], labels: list[np.ndarray],
+               params: dict[str, dict]) -> dict[str, dict]:
+    """The breakdown of each method's instances (``params``: method -> its parameters)."""
+    return {m: seg_breakdown([InstanceParams(**p)(q) for q in probs], labels)
+            for m, p in params.items()}
+
+
+def score_arm(val_p: list[np.ndarray], val_labels: list[np.ndarray], test_p: list[np.ndarray],
+              test_labels: list[np.ndarray], config, run: str) -> dict:
+    """One run's (or ensemble's) parameters chosen on validation, its breakdowns and the
+    test look-up of the method beyond the paper."""
+    instances = evaluate_probabilities(val_p, val_labels, test_p, test_labels, config)
+    beyond = beyond_method(instances)
+    params = {m: instances[m]["params"] for m in ("components", beyond)}
+    best, scan = choose_instances(test_p, test_labels, beyond)
+    return {
+        "run": run,
+        "params": params,
+        "val_seg": {m: instances[m].get("val_seg") for m in params},
+        "test": breakdowns(test_p, test_labels, params),
+        "validation": breakdowns(val_p, val_labels, params),
+        "test_lookup": {"method": beyond, "params": best.as_dict(),
+                        "seg": max(row["seg"] for row in scan), "note": TEST_LOOKUP_NOTE},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_rescoring_arguments(p, out="book/results/seg_breakdown.json", page="02_train")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    probs: dict[int, tuple[list, list]] = {}
+    arms: dict[str, dict] = {}
+    names: dict[int, str] = {}
+    with sigterm_as_interrupt():
+        for config, result, model in kept_models(args, train_missing=False):
+            _, val_s, test_s = load_splits(config)
+            if not val_s:
+                raise ValueError(f"{result['run']}: no validation frames to choose parameters on")
+            val_labels = [np.asarray(s.labels) for s in val_s]
+            test_labels = [np.asarray(s.labels) for s in test_s]
+            probs[config.seed] = (predict_frames(model, [s.image for s in val_s], config),
+                                  predict_frames(model, [s.image for s in test_s], config))
+            names[config.seed] = result["run"]
+            val_p, test_p = probs[config.seed]
+            arms[f"seed {config.seed}"] = score_arm(val_p, val_labels, test_p, test_labels,
+                                                    config, result["run"])
+        seeds = sorted(probs)
+        if len(seeds) > 1:
+            arms["all runs averaged"] = score_arm(
+                ensemble_probabilities([probs[s][0] for s in seeds]), val_labels,
+                ensemble_probabilities([probs[s][1] for s in seeds]), test_labels, config,
+                "+".join(names[s] for s in seeds))
+    for name, arm in arms.items():
+        for m, b in arm["test"].items():
+            c, o = b["categories"], b["one_to_one_loss"]
+            losses = " - ".join(f"{k} {c[k]['loss']:.3f}" for k in c)
+            print(f"{name}, {m}: test SEG {b['seg']:.3f} = 1 - {losses} (one-to-one: left out "
+                  f"{o['left_out']:.3f}, added {o['added']:.3f})", flush=True)
+        print(f"{name}: best {arm['test_lookup']['method']} SEG on the test frames "
+              f"{arm['test_lookup']['seg']:.3f} (looked up there, not a result)")
+    record = {
+        "experiment": Path(args.out).stem,
+        "dataset": config.dataset,
+        "profile": args.profile,
+        "page": args.page,
+        "overrides": dict(args.overrides),
+        "seeds": seeds,
+        "arms": arms,
+        # each frame's gray-value spread: how the test sequence's contrast compares
+        "image_std": {"validation": [float(np.std(np.asarray(s.image))) for s in val_s],
+                      "test": [float(np.std(np.asarray(s.image))) for s in test_s]},
+        "hardware": hardware(),
+        "command": command_line(),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json_atomic(args.out, record)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
