@@ -14,6 +14,11 @@ Nothing is trained: a run missing from ``--out-dir`` is an error naming its fold
 instance method's parameters on the validation frames as its own evaluation did; the breakdown
 is then taken on the test frames and, for comparison, on the validation frames themselves.
 
+A probe of the test sequence's other contrast (``contrast_matched``): each run again with every
+frame, validation and test, brought to the training frames' mean gray value and standard
+deviation before prediction (:func:`unetlib.evaluate.at_training_contrast`), its parameters
+again chosen on the validation frames. It is not part of any run's method.
+
 One figure is *not* a result, and the file says so: ``test_lookup``, the best SEG any parameters
 of the method beyond the paper reach on the test frames (its validation grid scanned on them).
 It bounds what a better choice of parameters could give these probabilities, so it tells the
@@ -30,7 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from unetlib.book import add_rescoring_arguments, kept_models
-from unetlib.evaluate import ensemble_probabilities, evaluate_probabilities, predict_frames
+from unetlib.evaluate import (
+    at_training_contrast,
+    ensemble_probabilities,
+    evaluate_probabilities,
+    predict_frames,
+)
 from unetlib.instances import InstanceParams, beyond_method, choose_instances
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.metrics import seg_breakdown
@@ -74,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     probs: dict[int, tuple[list, list]] = {}
     arms: dict[str, dict] = {}
+    contrast_matched: dict[str, dict] = {}
     names: dict[int, str] = {}
     with sigterm_as_interrupt():
         for config, result, model in kept_models(args, train_missing=False):
@@ -88,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             val_p, test_p = probs[config.seed]
             arms[f"seed {config.seed}"] = score_arm(val_p, val_labels, test_p, test_labels,
                                                     config, result["run"])
+            matched = [[at_training_contrast(s.image, model) for s in split]
+                       for split in (val_s, test_s)]
+            contrast_matched[f"seed {config.seed}"] = score_arm(
+                predict_frames(model, matched[0], config), val_labels,
+                predict_frames(model, matched[1], config), test_labels, config, result["run"])
         seeds = sorted(probs)
         if len(seeds) > 1:
             arms["all runs averaged"] = score_arm(
@@ -102,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{o['left_out']:.3f}, added {o['added']:.3f})", flush=True)
         print(f"{name}: best {arm['test_lookup']['method']} SEG on the test frames "
               f"{arm['test_lookup']['seg']:.3f} (looked up there, not a result)")
+    for name, arm in contrast_matched.items():
+        print(f"{name}, every frame at the training frames' contrast: test SEG " + ", ".join(
+            f"{m} {b['seg']:.3f}" for m, b in arm["test"].items()), flush=True)
     record = {
         "experiment": Path(args.out).stem,
         "dataset": config.dataset,
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "overrides": dict(args.overrides),
         "seeds": seeds,
         "arms": arms,
+        "contrast_matched": contrast_matched,
         # each frame's gray-value spread: how the test sequence's contrast compares
         "image_std": {"validation": [float(np.std(np.asarray(s.image))) for s in val_s],
                       "test": [float(np.std(np.asarray(s.image))) for s in test_s]},

@@ -602,9 +602,13 @@ def test_index_states_the_committed_headline():
         data = json.loads(path.read_text())
         b = breakdown_summary(data)
         if name == "seg_breakdown_quick":
+            paper = breakdown_summary(data, "components")
             texts = [f"cells merged, split or missed still cost {b['apart']:.3f} and the outlines "
                      f"of the cells found whole and alone {b['left_out'] + b['added']:.3f} "
-                     f"({b['left_out']:.3f} for pixels left out, {b['added']:.3f} added"]
+                     f"({b['left_out']:.3f} for pixels left out, {b['added']:.3f} added",
+                     f"the paper's way loses {paper['merged']:.3f} of SEG to merged cells, "
+                     f"{paper['split']:.3f} to cells split in pieces and {paper['missed']:.3f} to "
+                     f"cells missed, and {paper['left_out'] + paper['added']:.3f} to the outlines"]
         else:
             std = {k: (min(v), max(v)) for k, v in data["image_std"].items()}
             texts = [f"cells merged, split or missed cost {b['apart']:.3f} of it; the outlines of "

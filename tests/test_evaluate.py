@@ -1,4 +1,5 @@
-"""unetlib.evaluate: averaging several models' probabilities (an ensemble of seeds)."""
+"""unetlib.evaluate: averaging several models' probabilities (an ensemble of seeds), frames at
+the training frames' contrast."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import numpy as np
 import pytest
 
 from unetlib.config import TrainConfig
-from unetlib.evaluate import ensemble_probabilities, evaluate_probabilities
+from unetlib.evaluate import (
+    at_training_contrast,
+    ensemble_probabilities,
+    evaluate_probabilities,
+    predict_frames,
+)
 
 
 def test_ensemble_is_the_framewise_mean_of_the_models_probabilities():
@@ -59,3 +65,36 @@ def test_an_ensemble_of_one_model_twice_scores_as_that_model():
         assert twice[method]["params"] == alone[method]["params"]
         assert twice[method]["metrics"] == alone[method]["metrics"]
     assert alone["components"]["metrics"]["seg"] > 0.9  # the two cells are found apart
+
+
+@pytest.mark.parametrize("scale, offset", [(1.0, 0.0), (0.8, 0.05), (1.3, -0.1)])
+def test_a_frame_at_training_contrast_predicts_the_same_whatever_its_gray_scale(scale, offset):
+    import torch
+
+    from unetlib.model import UNet
+
+    torch.manual_seed(0)
+    model = UNet(depth=2, base_channels=4, padding="same", input_mean=0.47,
+                 input_std=0.04).eval()
+    rng = np.random.default_rng(0)
+    frame = (0.47 + 0.04 * rng.standard_normal((40, 48))).astype(np.float32)
+    matched = at_training_contrast(frame, model)
+    assert float(matched.mean()) == pytest.approx(0.47, abs=1e-6)
+    assert float(matched.double().std()) == pytest.approx(0.04, rel=1e-5)
+    other = at_training_contrast(scale * frame + offset, model)
+    np.testing.assert_allclose(other.numpy(), matched.numpy(), atol=1e-6)
+    config = TrainConfig(dataset="DIC-C2DH-HeLa", depth=2, padding="same", input_tile=32)
+    a, b = (predict_frames(model, [f], config)[0] for f in (matched, other))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    if scale != 1.0:  # without it the model does see the other contrast
+        c, d = (predict_frames(model, [torch.as_tensor(f)], config)[0]
+                for f in (frame, scale * frame + offset))
+        assert np.abs(c - d).max() > 1e-3
+
+
+def test_at_training_contrast_refuses_a_flat_frame():
+    from unetlib.model import UNet
+
+    with pytest.raises(ValueError, match="constant gray value"):
+        at_training_contrast(np.full((8, 8), 0.5, np.float32), UNet(depth=2, base_channels=4,
+                                                                    padding="same"))

@@ -872,3 +872,8 @@ def test_breakdown_table_and_conclusion_split_the_shortfall_as_the_arms_do():
     assert f"Over 2 seed(s), distance-transform watershed: test SEG {seg:.3f}" in text
     assert f"would give 0.700 ({0.7 - seg:+.3f})" in text
     assert f"{0.2 / 3 / 2:.3f} for pixels of the cell they leave out" in text
+    assert "training frames' contrast" not in text  # no probe in this result
+    data["contrast_matched"] = {"seed 0": _breakdown_arm(gt, gt, 1.0),
+                                "seed 1": _breakdown_arm(tight, gt, 1.0)}
+    text = breakdown_conclusion(data)
+    assert f"the same runs give {(1 + 2.8 / 3) / 2:.3f} ({(1 + 2.8 / 3) / 2 - seg:+.3f})" in text

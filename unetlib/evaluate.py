@@ -13,6 +13,8 @@ validation frames, score the test frames.
   ``result.json`` holds under ``instances``.
 - :func:`ensemble_probabilities`: several models' probabilities averaged frame by frame (beyond
   the paper), scored by :func:`evaluate_probabilities` as one model's are.
+- :func:`at_training_contrast`: a frame brought to the training frames' mean and contrast, a
+  probe of a test sequence's other contrast (beyond the paper).
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ def predict_frames(model: nn.Module, images: torch.Tensor | Sequence, config: An
                               tta=config.tta)
         out.append(probs[1].float().cpu().numpy())
     return out
+
+
+def at_training_contrast(image: torch.Tensor | np.ndarray, model: nn.Module) -> torch.Tensor:
+    """``image`` with its own mean and standard deviation replaced by the training frames' (the
+    ``input_mean`` and ``input_std`` the model keeps), so that the model's standardisation
+    becomes a per-frame one: what the model sees no longer depends on the frame's brightness
+    or contrast (any ``a * image + b`` with ``a > 0`` gives the same input). Beyond the paper; a
+    probe of how much a test sequence's other contrast costs (``studies/seg_breakdown.py``)."""
+    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image).double()
+    std = float(x.std())
+    if not std > 0:
+        raise ValueError(f"a frame of constant gray value ({float(x.mean())!r}) has no contrast "
+                         "to match")
+    mean, target_std = float(getattr(model, "input_mean", 0.0)), float(getattr(model,
+                                                                               "input_std", 1.0))
+    return ((x - x.mean()) / std * target_std + mean).float()
 
 
 def ensemble_probabilities(per_model: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
