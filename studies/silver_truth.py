@@ -10,13 +10,18 @@ gold frames, validated on the same held-out gold frames and tested on sequence 0
         --experiment silver_truth_10k --out book/results/silver_truth_10k.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 -p silver_gap=5 \
         --experiment silver_truth_gap --out book/results/silver_truth_gap.json
+    python studies/silver_truth.py --profile quick --seeds 0 1 --steps 2500 -p base_channels=24 \
+        --experiment silver_truth_wide --out book/results/silver_truth_wide.json
 
 A longer run continues the shorter one of the same seed where ``runs/`` holds it
 (:func:`unetlib.train.extendable_run`: the same weights as training straight through).
 
 With ``-p silver_gap=N`` no time point within N frames of a validation frame is trained on
 either, and the result records ``neighbour_seg``: how much a silver mask d frames away already
-gives of a validation frame's gold mask.
+gives of a validation frame's gold mask. With ``-p base_channels=N`` (``silver_truth_wide``)
+the network is wider than the profile's (24 channels: 1.08 M parameters against 0.48 M, about
+twice the time a step): does capacity buy the faint cell margins of sequence 02 that the
+0.48 M network leaves out (``studies/seg_breakdown.py``)?
 
 The paper (and the book's headline) trains on the gold frames only; this study says what the
 84 silver masks add at the same budget. The JSON has the results table's layout (metrics, runs,
@@ -61,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="training steps (default: the profile's)")
     p.add_argument("--experiment", default="silver_truth",
                    choices=("silver_truth", "silver_truth_long", "silver_truth_10k",
-                            "silver_truth_gap"),
+                            "silver_truth_gap", "silver_truth_wide"),
                    help="the name the results table shows (silver_truth_long for the 5,000-step "
                         "runs, silver_truth_10k for the 10,000-step ones, silver_truth_gap for "
-                        "5,000-step runs with -p silver_gap=N)")
+                        "5,000-step runs with -p silver_gap=N, silver_truth_wide for runs "
+                        "with a wider network, -p base_channels=N)")
     add_study_arguments(p, out="book/results/silver_truth.json")
     args = p.parse_args(argv)
     fields = dict(args.overrides)
@@ -72,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"-p truth={fields['truth']}: this study trains on the silver truth")
     if (args.experiment == "silver_truth_gap") != bool(fields.get("silver_gap")):
         p.error("--experiment silver_truth_gap goes with -p silver_gap=N (N > 0), and only it")
+    profile_width = train_config(args.profile, "02_train").base_channels
+    wider = int(fields.get("base_channels", profile_width)) > profile_width
+    if (args.experiment == "silver_truth_wide") != wider:
+        p.error(f"--experiment silver_truth_wide goes with -p base_channels=N above the "
+                f"profile's {profile_width}, and only it")
     if args.steps is not None:
         fields["steps"] = args.steps
     config = train_config(args.profile, "02_train", **{"truth": "silver", "silver_val": 0,

@@ -393,7 +393,13 @@ def test_front_page_table_rows_come_from_the_result_files():
                                                if k.startswith("one run")}),
                       "all runs averaged": seed_summary(
                           {"x": members["all runs averaged, seeds 0+1+2"]})}}}
-    table = front_page_table({**cpu, **gpu, **gap, **ens, "unlisted": cpu["02_train"]})
+    wide_runs = {"seed 0": _front_run(0.6, 0.8, 2500, truth="silver", n_train=82)}
+    wide_runs["seed 0"]["config"]["base_channels"] = 24
+    wide = {"silver_truth_wide": {**_experiment(), "runs": wide_runs,
+                                  "summary": seed_summary(wide_runs)}}
+    table = front_page_table({**cpu, **gpu, **gap, **ens, **wide, "unlisted": cpu["02_train"]})
+    assert _row(table, "quick, 24 channels")[1:4] == ["silver, 82 frames", "2,500, 2 CPU cores",
+                                                      "1"]
     # an ensemble shows its row of all runs averaged, not its single runs
     assert _row(table, "quick, three runs averaged")[1:] == [
         "silver, 82 frames", "10,000, 2 CPU cores", "3", "0.700", "–", "0.900"]
@@ -407,7 +413,7 @@ def test_front_page_table_rows_come_from_the_result_files():
     assert row[1:4] == ["gold, 6 frames", "2,871–3,354, one H200 GPU", "2"]
     assert row[4:] == ["0.400 ± 0.000", "–", "0.650 ± 0.071"]
     assert table.splitlines()[-1].split("|")[5].strip() == "0.7756"  # the paper's, last
-    assert len(table.splitlines()) == 2 + 4 + 1  # header, four results, the paper
+    assert len(table.splitlines()) == 2 + 5 + 1  # header, five results, the paper
 
 
 def test_describe_budget_curve_names_the_best_step_and_the_differences():

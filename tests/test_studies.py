@@ -18,6 +18,7 @@ import few_images  # noqa: E402
 import instance_grid  # noqa: E402
 import recipes  # noqa: E402
 import schedule  # noqa: E402
+import seg_breakdown  # noqa: E402
 import silver_truth  # noqa: E402
 import tta  # noqa: E402
 
@@ -221,6 +222,11 @@ def test_silver_truth_gap_experiment_goes_with_a_gap_and_leaves_the_neighbours_o
                            "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit):  # ... and a gap is filed under no other name
         silver_truth.main([*base, "-p", "silver_gap=2", "--out", str(tmp_path / "y.json")])
+    with pytest.raises(SystemExit):  # a wider network goes under its own name, and only it
+        silver_truth.main([*base, "-p", "base_channels=32", "--out", str(tmp_path / "z.json")])
+    with pytest.raises(SystemExit):
+        silver_truth.main([*base, "--experiment", "silver_truth_wide",
+                           "--out", str(tmp_path / "w.json")])
     assert not list(tmp_path.glob("*.json"))
     out = tmp_path / "silver_truth_gap.json"
     assert silver_truth.main([*base, "-p", "silver_gap=2", "--experiment", "silver_truth_gap",
@@ -271,3 +277,35 @@ def test_ensemble_scores_single_runs_as_trained_and_every_pair_and_all_averaged(
     assert sorted(p.name for p in runs.iterdir()) == before
     with pytest.raises(SystemExit):
         ensemble.main(["--seeds", "0", *argv[4:]])
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_seg_breakdown_splits_each_kept_runs_shortfall_and_trains_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    common = ["--out-dir", str(runs), *TINY, "-p", "tune_threshold=True", "-p", "truth=silver",
+              "-p", "silver_val=0"]
+    assert silver_truth.main(["--seeds", "0", "1", "--steps", "2",
+                              "--out", str(tmp_path / "silver_truth.json"), *common]) == 0
+    trained = load_results(tmp_path)["silver_truth"]
+    out = tmp_path / "seg_breakdown.json"
+    argv = ["--seeds", "0", "1", "--out", str(out), "-p", "steps=2", *common]
+    assert seg_breakdown.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert list(data["arms"]) == ["seed 0", "seed 1", "all runs averaged"]
+    assert data["dataset"] == "DIC-C2DH-HeLa" and str(tmp_path) not in data["command"]
+    for s in (0, 1):  # each run chooses as its own evaluation did and scores what it scored
+        arm, own = data["arms"][f"seed {s}"], trained["instances"][f"seed {s}"]
+        for method in ("components", "distance"):
+            assert arm["params"][method] == own[method]["params"]
+            assert arm["test"][method]["seg"] == pytest.approx(own[method]["metrics"]["seg"])
+            b = arm["test"][method]
+            assert sum(c["loss"] for c in b["categories"].values()) == pytest.approx(1 - b["seg"])
+        lookup = arm["test_lookup"]
+        assert lookup["seg"] >= arm["test"]["distance"]["seg"] and "not a result" in lookup["note"]
+    # the contrast probe: the same runs, every frame at the training frames' contrast
+    assert list(data["contrast_matched"]) == ["seed 0", "seed 1"]
+    assert all(0 <= a["test"]["distance"]["seg"] <= 1 for a in data["contrast_matched"].values())
+    before = sorted(p.name for p in runs.iterdir())
+    with pytest.raises(FileNotFoundError, match="no finished run of seed 7"):
+        seg_breakdown.main(["--seeds", "7", *argv[3:]])
+    assert sorted(p.name for p in runs.iterdir()) == before

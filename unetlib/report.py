@@ -17,8 +17,9 @@ from unetlib.provenance import write_json_atomic
 # the book's experiments, then the GPU session's (benchmarks/gpu_session.py)
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
-               "silver_truth_long", "silver_truth_10k", "silver_truth_gap", "few_images", "recipes",
-               "schedule", "border_weight", "tta_em", "tta_hela", "tta_silver", "tta_silver_long",
+               "silver_truth_long", "silver_truth_10k", "silver_truth_gap", "silver_truth_wide",
+               "few_images", "recipes", "schedule", "border_weight", "tta_em", "tta_hela",
+               "tta_silver", "tta_silver_long",
                "ensemble_silver_10k", "ensemble_silver_10k_tta", "gpu_quick_long", "gpu_paper")
 # the chapters' own experiments (the studies summarise their many runs as arms instead)
 CHAPTERS = ("02_train", "02_train_gold_validation", "02_train_em", "03_augmentation_ablation",
@@ -962,6 +963,7 @@ FRONT_PAGE_ROWS: dict[str, str] = {
     "silver_truth_long": "quick",
     "silver_truth_10k": "quick",
     "silver_truth_gap": "quick",
+    "silver_truth_wide": "quick",
     "ensemble_silver_10k": "quick, three runs averaged",
     "gpu_paper": "the paper's (31 M)",
     "gpu_quick_long": "quick, 45 s a seed",
@@ -986,7 +988,11 @@ def front_page_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     :data:`FRONT_PAGE_ROWS` found in ``results``: which U-Net, on which truth, how many steps on
     which machine, the seeds, and test SEG (mean ± sd over the seeds) the paper's way and with
     the two instance methods beyond it ("–" where a result predates one); the paper's number
-    last. The front page quotes it verbatim (a test rebuilds it from the committed results)."""
+    last. A run set whose network is wider than the quick profile's says its channels. The
+    front page quotes it verbatim (a test rebuilds it from the committed results)."""
+    from unetlib.profiles import train_config
+
+    quick = train_config("quick").base_channels
     lines = ["| U-Net | truth (sequence 01) | steps, machine | seeds | SEG, paper's way | "
              "SEG, distance watershed | SEG, seeded watershed |", "|---|---|---|---|---|---|---|"]
     for experiment, what in FRONT_PAGE_ROWS.items():
@@ -1002,6 +1008,9 @@ def front_page_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         (frames,) = {len(r["frames"]["train"]) for r in runs.values()}
         (gap,) = {r["config"].get("silver_gap", 0) for r in runs.values()}
         clear = f", none within {gap} of a validation frame" if gap else ""
+        (width,) = {r["config"].get("base_channels", quick) for r in runs.values()}
+        if width != quick:  # a wider (or narrower) network than the profile's
+            what = f"{what}, {width} channels"
         cells = [_cell(summary.get(m, {}).get("seg")) for m in ("components", "distance",
                                                                   "watershed")]
         lines.append(f"| {what} | {truth}, {frames} frames{clear} | {_steps_run(runs)}, "
