@@ -19,6 +19,9 @@ frame, validation and test, brought to the training frames' mean gray value and 
 deviation before prediction (:func:`unetlib.evaluate.at_training_contrast`), its parameters
 again chosen on the validation frames. It is not part of any run's method.
 
+With ``--figure PATH`` (a PNG) the first test frame is drawn for the first seed: the reference
+outlines and the cells found the paper's way and beyond it (:func:`unetlib.plots.plot_outlines`).
+
 One figure is *not* a result, and the file says so: ``test_lookup``, the best SEG any parameters
 of the method beyond the paper reach on the test frames (its validation grid scanned on them).
 It bounds what a better choice of parameters could give these probabilities, so it tells the
@@ -44,7 +47,7 @@ from unetlib.evaluate import (
 from unetlib.instances import InstanceParams, beyond_method, choose_instances
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.metrics import seg_breakdown
-from unetlib.provenance import command_line, hardware, write_json_atomic
+from unetlib.provenance import command_line, hardware, write_atomic, write_json_atomic
 from unetlib.train import load_splits
 
 TEST_LOOKUP_NOTE = ("looked up on the test frames: a bound on what the method's parameters "
@@ -77,11 +80,34 @@ def score_arm(val_p: list[np.ndarray], val_labels: list[np.ndarray], test_p: lis
     }
 
 
+def outline_figure(sample, prob: np.ndarray, arm: dict):
+    """The test frame ``sample`` with its reference outlines and the cells found from ``prob``
+    by the paper's way and by the method beyond it, with the parameters ``arm`` chose."""
+    from unetlib.instances import METHOD_NAMES
+    from unetlib.plots import plot_outlines
+
+    found = {("the paper's way" if m == "components" else METHOD_NAMES[m])
+             + f"\n(SEG {arm['test'][m]['seg']:.3f} on all test frames)":
+             InstanceParams(**params)(prob) for m, params in arm["params"].items()}
+    return plot_outlines(np.asarray(sample.image), np.asarray(sample.labels), found,
+                         title=f"{sample.name}: reference outlines yellow, cells found red, "
+                               "each reference cell's Jaccard index")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_rescoring_arguments(p, out="book/results/seg_breakdown.json", page="02_train")
+    p.add_argument("--figure", default=None,
+                   help="also draw the first test frame of the first seed into this PNG file")
     args = p.parse_args(argv)
+    if args.figure is not None and Path(args.figure).suffix.lower() != ".png":
+        p.error(f"--figure {args.figure}: the figure is a .png file")
+    if args.figure is not None and (Path(args.figure).resolve().parent
+                                    != Path(args.out).resolve().parent):
+        p.error(f"--figure {args.figure}: the figure goes beside --out {args.out} (the result "
+                "names it by its file name)")
     start = time.perf_counter()
+    figure = None
     probs: dict[int, tuple[list, list]] = {}
     arms: dict[str, dict] = {}
     contrast_matched: dict[str, dict] = {}
@@ -99,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             val_p, test_p = probs[config.seed]
             arms[f"seed {config.seed}"] = score_arm(val_p, val_labels, test_p, test_labels,
                                                     config, result["run"])
+            if args.figure is not None and figure is None:
+                figure = outline_figure(test_s[0], test_p[0], arms[f"seed {config.seed}"])
             matched = [[at_training_contrast(s.image, model) for s in split]
                        for split in (val_s, test_s)]
             contrast_matched[f"seed {config.seed}"] = score_arm(
@@ -137,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": command_line(),
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
+    if figure is not None:
+        record["figure"] = {"path": Path(args.figure).name, "frame": test_s[0].name,
+                            "seed": seeds[0]}
+        write_atomic(args.figure, lambda f: figure.savefig(f, format="png"))
     write_json_atomic(args.out, record)
     print(f"wrote {args.out}")
     return 0

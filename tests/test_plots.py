@@ -385,3 +385,18 @@ def test_architecture_is_read_from_the_network_and_matches_the_papers_figure():
         t.get_text() for t in fig.axes[0].get_legend().get_texts())
     # the real network is untouched (the shapes come from a weightless twin)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
+def test_plot_outlines_labels_every_reference_cell_with_its_jaccard():
+    from unetlib.plots import plot_outlines
+
+    truth = np.zeros((40, 60), np.int32)
+    truth[5:25, 5:25], truth[5:25, 30:50] = 1, 2
+    tight = np.zeros_like(truth)
+    tight[10:25, 5:25] = 1  # cell 1 with a quarter left out; cell 2 not found
+    fig = plot_outlines(np.full(truth.shape, 0.5), truth, {"a": tight, "b": truth}, title="t")
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["a", "b"]
+    assert sorted(t.get_text() for t in axes[0].texts) == ["0.00", "0.75"]
+    assert sorted(t.get_text() for t in axes[1].texts) == ["1.00", "1.00"]
+    assert fig._suptitle.get_text() == "t"

@@ -289,8 +289,15 @@ def test_seg_breakdown_splits_each_kept_runs_shortfall_and_trains_nothing(tmp_pa
     trained = load_results(tmp_path)["silver_truth"]
     out = tmp_path / "seg_breakdown.json"
     argv = ["--seeds", "0", "1", "--out", str(out), "-p", "steps=2", *common]
-    assert seg_breakdown.main(argv) == 0
+    with pytest.raises(SystemExit):  # the figure is a PNG ...
+        seg_breakdown.main([*argv, "--figure", str(tmp_path / "f.jpg")])
+    with pytest.raises(SystemExit):  # ... beside the result, which names it
+        seg_breakdown.main([*argv, "--figure", str(runs / "f.png")])
+    assert seg_breakdown.main([*argv, "--figure", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(out.read_text())
+    assert data["figure"]["path"] == "f.png" and data["figure"]["seed"] == 0
+    assert data["figure"]["frame"].startswith("DIC-C2DH-HeLa/02/")
     assert list(data["arms"]) == ["seed 0", "seed 1", "all runs averaged"]
     assert data["dataset"] == "DIC-C2DH-HeLa" and str(tmp_path) not in data["command"]
     for s in (0, 1):  # each run chooses as its own evaluation did and scores what it scored
@@ -308,4 +315,6 @@ def test_seg_breakdown_splits_each_kept_runs_shortfall_and_trains_nothing(tmp_pa
     before = sorted(p.name for p in runs.iterdir())
     with pytest.raises(FileNotFoundError, match="no finished run of seed 7"):
         seg_breakdown.main(["--seeds", "7", *argv[3:]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "f.png", "runs", "seg_breakdown.json", "silver_truth.json"]  # nothing half-written
     assert sorted(p.name for p in runs.iterdir()) == before

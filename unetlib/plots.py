@@ -156,6 +156,39 @@ def plot_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     return fig
 
 
+def plot_outlines(image: np.ndarray, truth: np.ndarray, found: Mapping[str, np.ndarray],
+                  title: str | None = None) -> Figure:
+    """Side by side for each entry of ``found`` (a name and its instance labels): the frame,
+    the reference cells' outlines (:data:`CONTOUR`, yellow) and the found cells' (:data:`FP`,
+    red), each reference cell labelled with its SEG Jaccard index (0 where no found cell holds
+    more than half of it). Where the red outline runs inside the reference one, the cell's
+    pixels were left out (:func:`unetlib.metrics.seg_breakdown`)."""
+    import matplotlib.pyplot as plt
+    from skimage.segmentation import find_boundaries
+
+    from unetlib.metrics import seg_jaccards
+
+    fig, axes = plt.subplots(1, len(found), figsize=(5.2 * len(found), 5.4), squeeze=False,
+                             dpi=80)
+    for ax, (name, labels) in zip(axes[0], found.items(), strict=True):
+        rgb = np.stack([np.clip(image, 0.0, 1.0)] * 3, -1)
+        rgb = (rgb - rgb.min()) / max(float(rgb.max() - rgb.min()), 1e-12)  # the frame stretched
+        rgb[find_boundaries(truth, mode="inner")] = mpl_color(CONTOUR)
+        rgb[find_boundaries(labels, mode="inner")] = mpl_color(FP)
+        ax.imshow(rgb)
+        ids, jac = seg_jaccards(labels, truth)
+        for cell, j in zip(ids, jac, strict=True):
+            y, x = np.argwhere(truth == cell).mean(0)
+            ax.text(x, y, f"{j:.2f}", color="white", fontsize=10, ha="center", va="center",
+                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1.0, "linewidth": 0})
+        ax.set_title(name, fontsize=12)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
 # the book's names for the metric keys of the result files, and their precision (decimals; None:
 # 4 significant digits, which the challenge's small errors need: 0.000353, 0.0382)
 COLUMN_LABELS: dict[str, tuple[str, int | None]] = {
