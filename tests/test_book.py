@@ -593,15 +593,17 @@ def test_index_states_the_committed_headline():
                      f"score {near[f'-{g + 1}']:.3f} and {near[f'+{g + 1}']:.3f}"):
             assert text in flat, f"index.md should say {text!r}"
     flat = " ".join(index.split())
-    for name in ("seg_breakdown_silver_10k", "seg_breakdown_quick"):  # where SEG falls short
-        path = PROJECT_ROOT / "book" / "results" / f"{name}.json"
+    for name in ("seg_breakdown_silver_10k", "seg_breakdown_quick", "seg_breakdown_silver_wide"):
+        path = PROJECT_ROOT / "book" / "results" / f"{name}.json"  # where SEG falls short
         if not path.is_file():
             continue
         from unetlib.report import breakdown_summary
 
         data = json.loads(path.read_text())
         b = breakdown_summary(data)
-        if name == "seg_breakdown_quick":
+        if name == "seg_breakdown_silver_wide":
+            texts = [f"on the test frames leave out {b['left_out']:.3f} and add {b['added']:.3f}"]
+        elif name == "seg_breakdown_quick":
             paper = breakdown_summary(data, "components")
             texts = [f"cells merged, split or missed still cost {b['apart']:.3f} and the outlines "
                      f"of the cells found whole and alone {b['left_out'] + b['added']:.3f} "
@@ -611,6 +613,8 @@ def test_index_states_the_committed_headline():
                      f"cells missed, and {paper['left_out'] + paper['added']:.3f} to the outlines"]
         else:
             std = {k: (min(v), max(v)) for k, v in data["image_std"].items()}
+            seeds = [a["test"][b["method"]]["seg"] for n, a in data["arms"].items()
+                     if n.startswith("seed ")]
             texts = [f"cells merged, split or missed cost {b['apart']:.3f} of it; the outlines of "
                      f"the cells found whole and alone cost {b['left_out'] + b['added']:.3f}: "
                      f"{b['left_out']:.3f} for pixels of the cell that the outline leaves out, "
@@ -619,8 +623,29 @@ def test_index_states_the_committed_headline():
                      f"{b['val_added']:.3f}",
                      f"would give {b['lookup']:.3f} on average ({b['lookup'] - b['seg']:+.3f}",
                      f"deviation {std['test'][0]:.3f} to {std['test'][1]:.3f} against "
-                     f"{std['validation'][0]:.3f} and {std['validation'][1]:.3f}"]
+                     f"{std['validation'][0]:.3f} and {std['validation'][1]:.3f}",
+                     f"the same runs give {b['contrast_matched']:.3f} "
+                     f"({b['contrast_matched'] - b['seg']:+.3f}, within the seeds' spread of "
+                     f"{np.std(seeds, ddof=1):.3f})"]
         for text in texts:
+            assert text in flat, f"index.md should say {text!r}"
+    wide = PROJECT_ROOT / "book" / "results" / "silver_truth_wide.json"
+    if wide.is_file():  # a wider network on the silver truth, against the 2,500-step runs
+        data = json.loads(wide.read_text())
+        narrow = json.loads((wide.parent / "silver_truth.json").read_text())
+        (width,) = {r["config"]["base_channels"] for r in data["runs"].values()}
+        for method, label in (("distance", "distance-transform watershed"),
+                              ("watershed", "seeded watershed"), ("components", "paper's way")):
+            seg = data["summary"][method]["seg"]
+            text = f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
+            assert text in flat, f"index.md should say {text!r}"
+        a, b, c = (f"{narrow['summary'][m]['seg']['mean']:.3f} ± "
+                   f"{narrow['summary'][m]['seg']['sd']:.3f}"
+                   for m in ("distance", "watershed", "components"))
+        val = [np.mean([i["distance"]["val_seg"] for i in d["instances"].values()])
+               for d in (data, narrow)]
+        for text in (f"-p base_channels={width}", f"{a}, {b} and {c} with 16 channels",
+                     f"validation SEG ({val[0]:.3f} against {val[1]:.3f})"):
             assert text in flat, f"index.md should say {text!r}"
     tta_long = PROJECT_ROOT / "book" / "results" / "tta_silver_long.json"
     if tta_long.is_file():  # TTA decided again on the 5,000-step runs: the gains and the verdict

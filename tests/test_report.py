@@ -397,7 +397,14 @@ def test_front_page_table_rows_come_from_the_result_files():
     wide_runs["seed 0"]["config"]["base_channels"] = 24
     wide = {"silver_truth_wide": {**_experiment(), "runs": wide_runs,
                                   "summary": seed_summary(wide_runs)}}
-    table = front_page_table({**cpu, **gpu, **gap, **ens, **wide, "unlisted": cpu["02_train"]})
+    paper_runs = {"seed 0": _front_run(0.5, 0.7, 14645, steps=20000)}
+    paper_runs["seed 0"]["config"]["base_channels"] = 64
+    paper = {"gpu_paper": {**_experiment(), "runs": paper_runs, "summary": seed_summary(paper_runs),
+                           "hardware": {"gpu": "NVIDIA H200", "cpu_count": 16}}}
+    table = front_page_table({**cpu, **gpu, **gap, **ens, **wide, **paper,
+                              "unlisted": cpu["02_train"]})
+    assert _row(table, "the paper's (31 M)")[1:4] == ["gold, 6 frames", "14,645, one H200 GPU",
+                                                      "1"]  # its own width, not renamed
     assert _row(table, "quick, 24 channels")[1:4] == ["silver, 82 frames", "2,500, 2 CPU cores",
                                                       "1"]
     # an ensemble shows its row of all runs averaged, not its single runs
@@ -413,7 +420,7 @@ def test_front_page_table_rows_come_from_the_result_files():
     assert row[1:4] == ["gold, 6 frames", "2,871–3,354, one H200 GPU", "2"]
     assert row[4:] == ["0.400 ± 0.000", "–", "0.650 ± 0.071"]
     assert table.splitlines()[-1].split("|")[5].strip() == "0.7756"  # the paper's, last
-    assert len(table.splitlines()) == 2 + 5 + 1  # header, five results, the paper
+    assert len(table.splitlines()) == 2 + 6 + 1  # header, six results, the paper
 
 
 def test_describe_budget_curve_names_the_best_step_and_the_differences():
@@ -870,7 +877,7 @@ def test_breakdown_table_and_conclusion_split_the_shortfall_as_the_arms_do():
                      "all runs averaged": _breakdown_arm(gt, gt, 1.0)}}
     table = breakdown_table(data).splitlines()
     assert len(table) == 2 + 3 * 2  # header, rule, two methods an arm
-    assert ("| seed 0 | distance-transform watershed | 0.933 | 0.000 | 0.000 | 0.000 | 0.067 | "
+    assert ("| seed 0 | distance ws | 0.933 | 0.000 | 0.000 | 0.000 | 0.067 | "
             "0.000 | 0.067 / 0.000 | 0.900 |") in table
     assert table[2].endswith("| – |")  # the look-up belongs to the method beyond the paper
     text = breakdown_conclusion(data)  # the single runs only, not their average

@@ -185,7 +185,7 @@ def plot_outlines(image: np.ndarray, truth: np.ndarray, found: Mapping[str, np.n
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94 if title else 1))  # the title above the panels' own
     return fig
 
 

@@ -988,7 +988,7 @@ def front_page_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     :data:`FRONT_PAGE_ROWS` found in ``results``: which U-Net, on which truth, how many steps on
     which machine, the seeds, and test SEG (mean ± sd over the seeds) the paper's way and with
     the two instance methods beyond it ("–" where a result predates one); the paper's number
-    last. A run set whose network is wider than the quick profile's says its channels. The
+    last. A run set of the quick network made wider than the profile's says its channels. The
     front page quotes it verbatim (a test rebuilds it from the committed results)."""
     from unetlib.profiles import train_config
 
@@ -1009,7 +1009,7 @@ def front_page_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         (gap,) = {r["config"].get("silver_gap", 0) for r in runs.values()}
         clear = f", none within {gap} of a validation frame" if gap else ""
         (width,) = {r["config"].get("base_channels", quick) for r in runs.values()}
-        if width != quick:  # a wider (or narrower) network than the profile's
+        if width != quick and what.startswith("quick"):  # the quick network, made wider
             what = f"{what}, {width} channels"
         cells = [_cell(summary.get(m, {}).get("seg")) for m in ("components", "distance",
                                                                   "watershed")]
@@ -1144,16 +1144,17 @@ def breakdown_table(data: Mapping[str, Any]) -> str:
     merged with a neighbour, split, missed, and found whole and alone with outlines too tight
     (pixels of the cell left out) or too loose (pixels added); the outlines' two shares on the
     validation frames beside them; and the best SEG the method's parameters reach when looked
-    up on the test frames (a bound, not a result)."""
-    lines = ["| run | cells from | test SEG | merged | split | missed | outline: left out | "
-             "outline: added | validation: left out / added | best on the test frames "
-             "(looked up, not a result) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    up on the test frames (a bound, not a result). Columns: the run, how its cells were made,
+    test SEG, the shares merged / split / missed, the outlines' shares left out / added, the
+    outlines' two shares on validation, the look-up."""
+    lines = ["| run | cells | test SEG | merged | split | missed | left out | added | "
+             "validation | look-up |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, arm in data["arms"].items():
         lookup = arm["test_lookup"]
         for method in ("components", lookup["method"]):
             test, val = arm["test"][method], arm["validation"][method]
             c = test["categories"]
-            way = "the paper's way" if method == "components" else METHOD_NAMES[method]
+            way = "paper's way" if method == "components" else _BEYOND_SHORT[method]
             best = f"{lookup['seg']:.3f}" if method == lookup["method"] else "–"
             lines.append(
                 f"| {name} | {way} | {test['seg']:.3f} | {c['merged']['loss']:.3f} | "
