@@ -175,3 +175,10 @@ def test_png_without_path_lookalikes_keeps_the_picture_and_clears_the_text():
         png_without_path_lookalikes(base64.b64encode(png).decode())
     with pytest.raises(ValueError, match="not a PNG"):
         png_without_path_lookalikes(base64.b64encode(b"GIF89a" + base64.b64decode("/tmp")).decode())
+
+
+def test_a_path_lookalike_includes_the_clone_folder_as_a_whole_segment():
+    from unetlib.paths import MACHINE_PATH_LOOKALIKE
+
+    assert MACHINE_PATH_LOOKALIKE.search("Ab/p/Cd") and MACHINE_PATH_LOOKALIKE.search("x/P/y")
+    assert not MACHINE_PATH_LOOKALIKE.search("Ab/pCd/") and not MACHINE_PATH_LOOKALIKE.search("/p")

@@ -65,7 +65,11 @@ TOP_LEVEL_FOLDERS: tuple[str, ...] = (
 # What a scan of committed files for paths of the machine that made them looks for: a slash and a
 # top-level folder name, in any case. Base64 pictures hit it by chance ("/TMPz8", "/MNTcb",
 # "/rUN", "/Etc").
-MACHINE_PATH_LOOKALIKE = re.compile("/(?:" + "|".join(TOP_LEVEL_FOLDERS) + ")", re.IGNORECASE)
+# the folder a fresh clone is made in by the README's and the CI's check (``$d/p``), as a whole
+# path segment: a scan for the clone's path finds "/p/" in pictures too
+CLONE_FOLDERS: tuple[str, ...] = ("p",)
+MACHINE_PATH_LOOKALIKE = re.compile("/(?:" + "|".join(TOP_LEVEL_FOLDERS) + ")|/(?:"
+                                    + "|".join(CLONE_FOLDERS) + ")/", re.IGNORECASE)
 
 
 def png_without_path_lookalikes(data: str) -> str:
