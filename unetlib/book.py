@@ -543,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--output-dir", type=Path, default=None,
                        help="where the executed notebooks go (default: book/ for the quick "
                             "profile without -p, else _build/runs/PROFILE/)")
+    p_run.add_argument("--notebooks-dir", type=Path, default=PROJECT_ROOT / "notebooks",
+                       help="the notebooks to execute, e.g. your edited copies (default: the "
+                            "project's notebooks/)")
     p_build = sub.add_parser("build", help="build the HTML with Jupyter Book")
     p_build.add_argument("--book-dir", type=Path, default=BOOK_DIR,
                          help="the executed notebooks and prose to build (default book/)")
@@ -554,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if args.command == "run":
             start = time.perf_counter()
-            run(args.profile, args.only, dict(args.parameter), output_dir=args.output_dir)
+            run(args.profile, args.only, dict(args.parameter),
+                notebooks_dir=args.notebooks_dir, output_dir=args.output_dir)
             print(f"{'the notebooks' if args.only else 'all notebooks'} ran in "
                   f"{time.perf_counter() - start:.0f} s")
         else:
