@@ -419,11 +419,20 @@ def test_explorers_switch_pictures_in_the_browser_without_a_kernel(built_book):
 
 def test_sigterm_leaves_no_partial_notebook(tmp_path):
     """`kill` during a notebook: the runner exits with 130 and leaves neither the temporary
-    executed notebook nor a half-written page in the output folder."""
+    executed notebook nor a half-written page in the output folder. The notebook is a copy of
+    01_data that ends in a long sleep (``--notebooks-dir``), so the signal always lands while a
+    cell runs, however fast or loaded the machine."""
+    import nbformat
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.read(PROJECT_ROOT / "notebooks" / "01_data.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(600)"))
+    nbformat.write(nb, notebooks / "01_data.ipynb")
     out = tmp_path / "book"
     proc = subprocess.Popen(
         [sys.executable, "-m", "unetlib.book", "run", "--profile", "smoke", "--only", "01_data",
-         "--output-dir", str(out)],
+         "--notebooks-dir", str(notebooks), "--output-dir", str(out)],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 120
@@ -997,32 +1006,38 @@ def test_one_notebook_on_two_pages_labels_its_figures_once_per_page(tmp_path):
                 assert label.startswith(page.stem + "-"), f"{page.name}: {label}"
 
 
-def test_rerun_pages_machine_table_quotes_its_result_files():
-    """The table of book/rerun.md that sets the book beside its rerun on another CPU quotes
-    numbers from the two sets of result files, both of the 700-step profile
-    (book/results/quick_700_steps/ and book/results/rerun_bf16/)."""
-    text = (PROJECT_ROOT / "book" / "rerun.md").read_text()
-    rows = [line for line in text.splitlines()
-            if line.startswith(("| DIC-HeLa", "| ISBI 2012"))]
-    assert len(rows) == 5
-    values: set[str] = set()
+def _floats(node) -> set[str]:
+    """Every float of a result file's JSON, written with 3 and with 4 decimals."""
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        return set().union(*map(_floats, node)) if node else set()
+    return {f"{node:.3f}", f"{node:.4f}"} if isinstance(node, float) else set()
 
-    def collect(node):
-        if isinstance(node, dict):
-            for v in node.values():
-                collect(v)
-        elif isinstance(node, list):
-            for v in node:
-                collect(v)
-        elif isinstance(node, float):
-            values.update({f"{node:.3f}", f"{node:.4f}"})
 
+@pytest.mark.parametrize("header, folders", [
+    ("| 1,000 steps a run (the profile) |", ("", "rerun_bf16_1000")),
+    ("| 700 steps a run |", ("quick_700_steps", "rerun_bf16")),
+])
+def test_rerun_pages_machine_tables_quote_their_result_files(header, folders):
+    """Each table of book/rerun.md that sets the book beside its rerun on another CPU quotes
+    numbers from the two sets of result files of its budget: the AVX2 machine's (book/results/
+    at 1,000 steps, book/results/quick_700_steps/ at 700) and the bf16 machine's."""
+    lines = (PROJECT_ROOT / "book" / "rerun.md").read_text().splitlines()
+    first = lines.index(next(line for line in lines if line.startswith(header)))
+    rows = []
+    for line in lines[first + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    assert len(rows) == 5 and all(r.startswith(("| DIC-HeLa", "| ISBI 2012")) for r in rows)
     results = PROJECT_ROOT / "book" / "results"
-    for name in ("02_train", "02_train_em", "03_augmentation_ablation", "04_weight_maps"):
-        for folder in (results / "quick_700_steps", results / "rerun_bf16"):
-            collect(json.loads((folder / f"{name}.json").read_text()))
-    quoted = [n for row in rows for n in re.findall(r"\d+\.\d{3,4}", row.split("|", 2)[2])]
-    assert len(quoted) == 18 and not [n for n in quoted if n not in values]
+    for column, folder in enumerate(folders, start=2):  # the table's 2nd and 3rd columns
+        values = set().union(*(_floats(json.loads((results / folder / f"{name}.json").read_text()))
+                               for name in ("02_train", "02_train_em",
+                                            "03_augmentation_ablation", "04_weight_maps")))
+        quoted = [n for row in rows for n in re.findall(r"\d+\.\d{3,4}", row.split("|")[column])]
+        assert len(quoted) == 9 and not [n for n in quoted if n not in values], (folder, quoted)
 
 
 @pytest.mark.parametrize("page", TRAINING_PAGES)

@@ -60,8 +60,8 @@ _SMOKE_TRAIN = {
 _QUICK_TRAIN = {
     # sized so that `make book` (six training runs: three seeds here, one each for the EM
     # chapter, the augmentation ablation and the weight-map experiment) stays within 30 minutes
-    # on 2 CPU cores (AMD EPYC) with native bf16: about 0.14 s a step (15 min 48 s in all at 700
-    # steps; about 20 min estimated at 1,000; book/rerun.md). An AVX2-only EPYC trains in fp32
+    # on 2 CPU cores (AMD EPYC) with native bf16: 78-84 s a 1,000-step run, 13 min 0 s end to
+    # end in a fresh clone (book/rerun.md). An AVX2-only EPYC trains in fp32
     # (amp_cpu below), about 0.31 s a step: 40 min 20 s at 1,000 steps.
     # BatchNorm (the LIVECell reproduction's variant) learns the low-contrast DIC frames far
     # faster than the paper's BN-free network.
