@@ -67,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict] = {}
     members: dict[str, tuple[int, ...]] = {}
     predict_seconds: dict[int, float] = {}
+    splits = None
     with sigterm_as_interrupt():
         for config, result, model in kept_models(args, train_missing=False):
-            _, val_s, test_s = load_splits(config)
+            if splits is None:  # the runs differ only in their seed, which picks no frame
+                splits = load_splits(config)
+            _, val_s, test_s = splits
             config = dataclasses.replace(config, tta=args.tta)
             val_labels = [np.asarray(s.labels) for s in val_s]
             test_labels = [np.asarray(s.labels) for s in test_s]

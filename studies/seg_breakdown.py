@@ -111,10 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     probs: dict[int, tuple[list, list]] = {}
     arms: dict[str, dict] = {}
     contrast_matched: dict[str, dict] = {}
-    names: dict[int, str] = {}
+    names: dict[int, str] = {}  # each seed's run folder, for the averaged arm's name
+    splits = None
     with sigterm_as_interrupt():
         for config, result, model in kept_models(args, train_missing=False):
-            _, val_s, test_s = load_splits(config)
+            if splits is None:  # the runs differ only in their seed, which picks no frame
+                splits = load_splits(config)
+            _, val_s, test_s = splits
             if not val_s:
                 raise ValueError(f"{result['run']}: no validation frames to choose parameters on")
             val_labels = [np.asarray(s.labels) for s in val_s]

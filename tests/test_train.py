@@ -525,6 +525,18 @@ def test_silver_truth_trains_on_silver_but_validates_and_tests_on_gold():
     assert all(s.name.split("/")[1] == "01" for s in train)  # sequence 02 stays the test
 
 
+@pytest.mark.skipif(not _hela(), reason="DIC-C2DH-HeLa not found (../shared/data)")
+@pytest.mark.parametrize("options", [{}, {"silver_val": 8}, {"truth": "silver", "silver_gap": 2}])
+def test_the_seed_picks_no_frame(options):
+    """Runs of one configuration that differ only in their seed see the same frames, so a study
+    over seeds (studies/seg_breakdown.py, studies/ensemble.py) loads them once."""
+    splits = [T.load_splits(T.TrainConfig(dataset="DIC-C2DH-HeLa", seed=seed, **options))
+              for seed in (0, 7)]
+    for a, b in zip(*splits, strict=True):
+        assert [s.name for s in a] == [s.name for s in b]
+        assert all(np.array_equal(x.labels, y.labels) for x, y in zip(a, b, strict=True))
+
+
 def test_train_seeds_runs_consecutive_seeds(tmp_path):
     runs = T.train_seeds(tiny(tmp_path, steps=2, eval_every=2), 2)
     assert list(runs) == [3, 4] and [r["config"]["seed"] for r in runs.values()] == [3, 4]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -642,17 +642,36 @@ def seg_measure(pred_labels: object, gt_labels: object) -> float:
     return float(jac.mean()) if jac.size else float("nan")
 
 
-def _cover_tables(pr: np.ndarray, gt: np.ndarray, min_overlap: float):
-    """The overlap table with the two relations of :func:`split_merge_counts`: S covers R,
-    S lies in R; and how many R each S covers, how many S lie in each R."""
+class _Cover(NamedTuple):
+    """The overlap table of :func:`_overlaps` with the two relations of
+    :func:`split_merge_counts` (S covers R, S lies in R), how many R each S covers and how many
+    S lie in each R. Arrays indexed by pair row: ``gi``, ``si``, ``inter``, ``covers``,
+    ``lies_in``; by cell: ``gt_ids``, ``gt_sizes``, ``n_in_r``; by predicted cell: ``pr_ids``,
+    ``pr_sizes``, ``n_covered_by_s``."""
+
+    gt_ids: np.ndarray
+    pr_ids: np.ndarray
+    gt_sizes: np.ndarray
+    pr_sizes: np.ndarray
+    gi: np.ndarray
+    si: np.ndarray
+    inter: np.ndarray
+    covers: np.ndarray
+    lies_in: np.ndarray
+    n_covered_by_s: np.ndarray
+    n_in_r: np.ndarray
+
+
+def _cover_tables(pr: np.ndarray, gt: np.ndarray, min_overlap: float) -> _Cover:
+    """The relations of :func:`split_merge_counts` at ``min_overlap`` (0.5: the SEG match)."""
     if not 0.5 <= min_overlap < 1.0:
         raise ValueError(f"min_overlap must be in [0.5, 1), got {min_overlap}")
     gt_ids, pr_ids, gt_sizes, pr_sizes, gi, si, inter = _overlaps(pr, gt)
     covers = inter > min_overlap * gt_sizes[gi]
     lies_in = inter > min_overlap * pr_sizes[si]
-    n_covered_by_s = np.bincount(si[covers], minlength=pr_ids.size)
-    n_in_r = np.bincount(gi[lies_in], minlength=gt_ids.size)
-    return gt_ids, pr_ids, gi, si, covers, lies_in, n_covered_by_s, n_in_r
+    return _Cover(gt_ids, pr_ids, gt_sizes, pr_sizes, gi, si, inter, covers, lies_in,
+                  np.bincount(si[covers], minlength=pr_ids.size),
+                  np.bincount(gi[lies_in], minlength=gt_ids.size))
 
 
 def split_merge_ids(
@@ -663,8 +682,8 @@ def split_merge_ids(
     sorted. The prediction explorer colours them."""
     pr, gt = _labels(pred_labels, "pred_labels"), _labels(gt_labels, "gt_labels")
     _same_shape(pr, gt, "pred_labels", "gt_labels")
-    gt_ids, pr_ids, _, _, _, _, n_covered_by_s, n_in_r = _cover_tables(pr, gt, min_overlap)
-    return pr_ids[n_covered_by_s >= 2], gt_ids[n_in_r >= 2]
+    c = _cover_tables(pr, gt, min_overlap)
+    return c.pr_ids[c.n_covered_by_s >= 2], c.gt_ids[c.n_in_r >= 2]
 
 
 def split_merge_counts(
@@ -687,8 +706,9 @@ def split_merge_counts(
     """
     pr, gt = _labels(pred_labels, "pred_labels"), _labels(gt_labels, "gt_labels")
     _same_shape(pr, gt, "pred_labels", "gt_labels")
-    gt_ids, pr_ids, gi, si, covers, lies_in, n_covered_by_s, n_in_r = _cover_tables(
-        pr, gt, min_overlap)
+    c = _cover_tables(pr, gt, min_overlap)
+    gt_ids, pr_ids, gi, si = c.gt_ids, c.pr_ids, c.gi, c.si
+    covers, lies_in, n_covered_by_s, n_in_r = c.covers, c.lies_in, c.n_covered_by_s, c.n_in_r
     r_covered = np.zeros(gt_ids.size, dtype=bool)
     r_covered[gi[covers]] = True
     r_matched = np.zeros(gt_ids.size, dtype=bool)
@@ -741,14 +761,12 @@ def seg_breakdown(pred_labels: object | Sequence[object],
         where = "" if single else f" (frame {k})"
         pr, gt = _labels(pr_k, "pred_labels" + where), _labels(gt_k, "gt_labels" + where)
         _same_shape(pr, gt, "pred_labels" + where, "gt_labels" + where)
-        gt_ids, pr_ids, gt_sizes, pr_sizes, gi, si, inter = _overlaps(pr, gt)
-        covers = 2 * inter > gt_sizes[gi]  # the SEG match: |R & S| > 0.5 |R|
-        lies_in = 2 * inter > pr_sizes[si]
-        n_covered_by_s = np.bincount(si[covers], minlength=pr_ids.size)
-        n_in_r = np.bincount(gi[lies_in], minlength=gt_ids.size)
-        match = np.full(gt_ids.size, -1)
-        match[gi[covers]] = np.flatnonzero(covers)  # the pair row of each cell's match
-        for r in range(gt_ids.size):
+        c = _cover_tables(pr, gt, 0.5)  # at 0.5, "covers" is the SEG match
+        gt_sizes, pr_sizes, si, inter = c.gt_sizes, c.pr_sizes, c.si, c.inter
+        covers, n_covered_by_s, n_in_r = c.covers, c.n_covered_by_s, c.n_in_r
+        match = np.full(c.gt_ids.size, -1)
+        match[c.gi[covers]] = np.flatnonzero(covers)  # the pair row of each cell's match
+        for r in range(c.gt_ids.size):
             row = match[r]
             if row < 0:
                 jac_by["split" if n_in_r[r] >= 2 else "missed"].append(0.0)
