@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -214,6 +216,66 @@ def test_coordinates_are_where_apply_samples():
     expected = r[0] * w + r[1]
     assert inside.float().mean() > 0.6
     assert (out[0][inside] == expected[inside]).float().mean() > 0.999
+
+
+# ----------------------------------------------------------------------------------------------
+# zoom (max_scale, beyond the paper)
+
+
+def test_zoom_is_drawn_last_and_leaves_the_other_draws_alone():
+    """A module with max_scale draws every other number exactly as one without it, then the
+    zoom, log-uniform within [1 / (1 + max_scale), 1 + max_scale]; without it nothing more."""
+    plain = Augment()._draw(64, torch.Generator().manual_seed(5), H, W)
+    zoom = Augment(max_scale=0.4)._draw(64, torch.Generator().manual_seed(5), H, W)
+    assert "scale" not in plain and set(zoom) == set(plain) | {"scale"}
+    assert all(torch.equal(plain[k], zoom[k]) for k in plain)
+    z = zoom["scale"]
+    assert z.min() >= 1 / 1.4 and z.max() <= 1.4 and z.min() < 0.85 and z.max() > 1.2
+    # the next number drawn follows the zoom: it was drawn last
+    g = torch.Generator().manual_seed(5)
+    Augment()._draw(64, g, H, W)
+    assert torch.equal(torch.exp((torch.rand((64,), generator=g, dtype=torch.float64) * 2 - 1)
+                                 * math.log1p(0.4)), z)
+
+
+def test_zoom_about_the_centre_scales_distances_from_it():
+    """z = 2: an output pixel at offset v from the centre samples the input at v / 2; a module
+    without max_scale ignores a given zoom."""
+    h, w = 31, 41
+    m = torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=torch.float64)
+    draws = parameters(scale=2.0)
+    c = Augment(gray=False, max_scale=1.0).coordinates(draws, (h, w))[0]
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                                torch.arange(w, dtype=torch.float64), indexing="ij")
+    torch.testing.assert_close(c[0], m[0] + (rows - m[0]) / 2, rtol=0, atol=1e-9)
+    torch.testing.assert_close(c[1], m[1] + (cols - m[1]) / 2, rtol=0, atol=1e-9)
+    x = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(2))
+    same = Augment(gray=False).apply(x, None, None, draws)[0]
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+
+
+def test_zoom_keeps_labels_and_weights_aligned_with_the_image():
+    """Labels resample by nearest neighbour (their values kept), weights linearly, at the same
+    pull coordinates as the image: a magnified disc stays where the image's disc is."""
+    h = w = 64
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    disc = (((yy - 31.5) ** 2 + (xx - 31.5) ** 2) < 10 ** 2)
+    image, labels = disc[None, None].float(), disc[None].to(torch.int64) * 7
+    aug = Augment(gray=False, flip=False, shift=False, rotation=False, elastic=False,
+                  max_scale=1.0)
+    out, lab, wmap = aug.apply(image, labels, disc[None].float(), parameters(scale=1.5))
+    assert set(lab.unique().tolist()) == {0, 7}
+    area = (lab > 0).sum().item()
+    assert abs(area / disc.sum().item() - 1.5 ** 2) < 0.1  # areas grow by z^2
+    assert ((out[0, 0] > 0.5) == (lab[0] > 0)).float().mean() > 0.99
+    assert ((wmap[0] > 0.5) == (lab[0] > 0)).float().mean() > 0.99
+
+
+def test_zoom_is_rejected_when_not_a_positive_finite_number():
+    with pytest.raises(ValueError, match="max_scale"):
+        Augment(max_scale=-0.1)
+    with pytest.raises(ValueError, match="scale"):
+        parameters(scale=0.0)
 
 
 @pytest.mark.parametrize("kw, match", [({"elastic": torch.zeros(3, 3)}, "elastic"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,32 @@ def test_fast_step_options_leave_old_keys_alone():
     assert C.TrainConfig().key() == C.TrainConfig(channels_last=False, amp_cpu=False).key()
     assert C.TrainConfig(channels_last=True).key() != C.TrainConfig().key()
     assert C.TrainConfig(amp_cpu=True).key() != C.TrainConfig(channels_last=True).key()
+
+
+def test_zoom_option_leaves_old_keys_alone_and_needs_the_augmentation():
+    assert C.TrainConfig(max_scale=0.0).key() == C.TrainConfig().key()
+    assert C.TrainConfig(max_scale=0.4).key() != C.TrainConfig().key()
+    with pytest.raises(ValueError, match="max_scale"):
+        C.TrainConfig(max_scale=0.4, augment="none")
+    with pytest.raises(ValueError, match="max_scale"):
+        C.TrainConfig(max_scale=-1.0)
+
+
+def test_the_book_runs_keep_their_keys():
+    """The committed results name their runs' folders: a new option must leave the key of every
+    configuration without it as it was, or `make book` would no longer find what it trained."""
+    import json
+
+    from unetlib.paths import PROJECT_ROOT
+    from unetlib.profiles import train_config
+
+    saved = json.loads((PROJECT_ROOT / "book" / "results" / "02_train.json").read_text())
+    run = saved["runs"]["seed 0"]
+    config = C.TrainConfig(**{k: v for k, v in run["config"].items()
+                              if k in {f.name for f in dataclasses.fields(C.TrainConfig)}})
+    assert config.run_name() == run["run"]
+    fixed = train_config("quick", "02_train", amp_cpu=run["config"]["amp_cpu"])
+    assert fixed.key() == config.key()
 
 
 def test_every_option_has_its_meaning_and_default_in_the_help(capsys):

@@ -21,6 +21,7 @@ import schedule  # noqa: E402
 import seg_breakdown  # noqa: E402
 import silver_truth  # noqa: E402
 import tta  # noqa: E402
+import zoom_silver  # noqa: E402
 
 HELA = (data_root() / "DIC-C2DH-HeLa").is_dir()
 TINY = ["-p", "image_size=64", "-p", "depth=2", "-p", "base_channels=4", "-p", "input_tile=512",
@@ -196,6 +197,16 @@ def test_instance_grid_chooses_on_validation_over_both_grids_without_retraining(
     assert str(tmp_path) not in data["command"]
     assert instance_grid.main(argv) == 0  # a rerun reuses the run (nothing new trained)
     assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_zoom_silver_trains_both_arms_on_silver_and_differs_only_in_the_zoom(tmp_path):
+    data = run_tiny(zoom_silver, tmp_path, "-p", "steps=2")
+    plain, zoom = (arm_configs(data)[arm] for arm in zoom_silver.ARMS)
+    assert {k for k in plain if plain[k] != zoom[k]} == {"max_scale"}
+    assert (plain["max_scale"], zoom["max_scale"]) == (0.0, 0.4)
+    assert (plain["truth"], plain["silver_val"], plain["steps"]) == ("silver", 0, 2)
+    assert data["questions"] == {"zoom_silver": list(zoom_silver.ARMS)}
 
 
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")

@@ -537,6 +537,11 @@ def test_the_seed_picks_no_frame(options):
         assert all(np.array_equal(x.labels, y.labels) for x, y in zip(a, b, strict=True))
 
 
+def test_the_zoom_option_reaches_the_augmentation(tmp_path):
+    assert T._augmenter(tiny(tmp_path, max_scale=0.4)).max_scale == 0.4
+    assert T._augmenter(tiny(tmp_path)).max_scale == 0.0
+
+
 def test_train_seeds_runs_consecutive_seeds(tmp_path):
     runs = T.train_seeds(tiny(tmp_path, steps=2, eval_every=2), 2)
     assert list(runs) == [3, 4] and [r["config"]["seed"] for r in runs.values()] == [3, 4]

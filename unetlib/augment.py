@@ -34,14 +34,19 @@ class Augment(nn.Module):
 
         ``c = R F (x + d(x) - m) + m + s``
 
-    where ``d`` is the elastic field (``elastic_points`` x ``elastic_points`` control grid,
+    (``c = R F (x + d(x) - m) / z + m + s`` with a zoom ``z``, below) where ``d`` is the
+    elastic field (``elastic_points`` x ``elastic_points`` control grid,
     displacements ~ N(0, ``elastic_sigma``^2) px, cubic B-spline, corners included; or, with
     ``elastic_field="gaussian"``, beyond the paper, Simard et al.'s per-pixel noise U(-1, 1)
     smoothed by a Gaussian of ``elastic_smooth`` px and scaled by ``elastic_alpha``, see
     :func:`unetlib.elastic.deform_gaussian_field`), ``m`` the
     image centre, ``F`` a random flip of each axis (p = 0.5), ``R`` a rotation by an angle
     ~ U(-``max_rotation``, ``max_rotation``) degrees and ``s`` a shift ~ U(-``max_shift``,
-    ``max_shift``) px per axis. Borders are mirrored (``mode="mirror"``), as the paper mirrors
+    ``max_shift``) px per axis. With ``max_scale`` > 0 (beyond the paper, which names no
+    scaling) each sample is also zoomed by ``z`` with ``log z ~ U(-log(1 + max_scale),
+    log(1 + max_scale))`` about the centre (z > 1 magnifies); drawn after every other number,
+    and only then, so that the other draws stay those of a module without it. Borders are
+    mirrored (``mode="mirror"``), as the paper mirrors
     the input at the image border; the same mode is used for labels and weights so that they
     stay aligned with the image.
 
@@ -67,6 +72,7 @@ class Augment(nn.Module):
             smoothed per-pixel field, beyond the paper).
         elastic_alpha, elastic_smooth: the Gaussian field's scale and smoothing in pixels (the
             defaults give the paper's field's root-mean-square displacement on 256-px crops).
+        max_scale: zoom range (0: none, the paper; 0.4: about nnU-Net's 0.7 to 1.4).
         gamma, contrast, brightness: gray-value ranges (see above).
         mode: border handling for all three tensors (see :data:`unetlib.elastic.MODES`).
         seed: seed of the module's generator (``None``: ``torch.initial_seed()``-based default).
@@ -88,6 +94,7 @@ class Augment(nn.Module):
         elastic_field: str = "bspline",
         elastic_alpha: float = 1000.0,
         elastic_smooth: float = 20.0,
+        max_scale: float = 0.0,
         gamma: float = 0.2,
         contrast: float = 0.1,
         brightness: float = 0.1,
@@ -104,6 +111,7 @@ class Augment(nn.Module):
             ("elastic_sigma", elastic_sigma),
             ("elastic_alpha", elastic_alpha),
             ("elastic_smooth", elastic_smooth),
+            ("max_scale", max_scale),
             ("gamma", gamma),
             ("contrast", contrast),
             ("brightness", brightness),
@@ -120,6 +128,7 @@ class Augment(nn.Module):
         self.elastic_sigma, self.elastic_points = float(elastic_sigma), elastic_points
         self.elastic_field = elastic_field
         self.elastic_alpha, self.elastic_smooth = float(elastic_alpha), float(elastic_smooth)
+        self.max_scale = float(max_scale)
         self.gamma, self.contrast, self.brightness = (
             float(gamma),
             float(contrast),
@@ -135,7 +144,8 @@ class Augment(nn.Module):
         parts = [n for n in ("flip", "shift", "rotation", "elastic", "gray") if getattr(self, n)]
         field = (f"elastic_sigma={self.elastic_sigma}" if self.elastic_field == "bspline" else
                  f"gaussian field alpha={self.elastic_alpha}, smooth={self.elastic_smooth}")
-        return f"parts={parts}, {field}, mode={self.mode!r}"
+        zoom = f", max_scale={self.max_scale}" if self.max_scale else ""
+        return f"parts={parts}, {field}{zoom}, mode={self.mode!r}"
 
     def _draw(self, n: int, g: torch.Generator, h: int, w: int) -> dict[str, Tensor]:
         """All random numbers of one call, in a fixed order (see the class docstring)."""
@@ -152,6 +162,8 @@ class Augment(nn.Module):
         }
         if self.elastic_field == "gaussian":
             r["noise"] = (torch.rand((n, 2, h, w), **kw) * 2 - 1) * self.elastic_alpha
+        if self.max_scale:
+            r["scale"] = torch.exp((torch.rand((n,), **kw) * 2 - 1) * math.log1p(self.max_scale))
         return r
 
     def forward(
@@ -199,7 +211,7 @@ class Augment(nn.Module):
         if weights is not None:
             xs.append(weights[:, None])
             orders.append(1)
-        if self.flip or self.shift or self.rotation or self.elastic:
+        if self.flip or self.shift or self.rotation or self.elastic or self.max_scale:
             smooth = None
             if not self.elastic:
                 disp = torch.zeros_like(r["elastic"][:, :, :1, :1])
@@ -228,7 +240,8 @@ class Augment(nn.Module):
         return pull_coordinates(disp, (h, w), self._affine(draws, h, w))
 
     def _affine(self, r: dict[str, Tensor], h: int, w: int) -> Tensor:
-        """(N, 2, 3) map ``u -> R F (u - m) + m + s`` in (row, col) pixel coordinates."""
+        """(N, 2, 3) map ``u -> R F (u - m) / z + m + s`` in (row, col) pixel coordinates
+        (``z`` = 1 without ``max_scale``)."""
         n = r["angle"].shape[0]
         dev = r["angle"].device
         f = torch.ones((n, 2), dtype=torch.float64, device=dev)
@@ -238,6 +251,8 @@ class Augment(nn.Module):
         cos, sin = torch.cos(ang), torch.sin(ang)
         rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
         lin = rot * f[:, None, :]  # R @ diag(f)
+        if self.max_scale:  # z > 1 pulls from nearer the centre: the content looks larger
+            lin = lin / r["scale"].to(lin)[:, None, None]
         m = torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=torch.float64, device=dev)
         s = r["shift"] if self.shift else torch.zeros_like(r["shift"])
         t = m - lin @ m + s
@@ -285,19 +300,24 @@ def parameters(
     gamma: float = 1.0,
     contrast: float = 1.0,
     brightness: float = 0.0,
+    scale: float = 1.0,
 ) -> dict[str, Tensor]:
     """The parameters of one augmentation, given instead of drawn, for :meth:`Augment.apply`
     (one sample): ``flip`` of (rows, columns), ``shift`` in pixels, ``rotation`` in degrees,
     ``elastic`` the ``(2, p, p)`` control displacements in pixels (none: no elastic
-    deformation), ``gamma``, ``contrast`` and ``brightness`` as in the class docstring."""
+    deformation), ``gamma``, ``contrast`` and ``brightness`` as in the class docstring, ``scale``
+    the zoom ``z`` (used by a module with ``max_scale`` > 0)."""
     f64 = {"dtype": torch.float64}
     disp = torch.zeros((2, 3, 3), **f64) if elastic is None else torch.as_tensor(elastic, **f64)
     if disp.ndim != 3 or disp.shape[0] != 2:
         raise ValueError(f"elastic: expected shape (2, p0, p1), got {tuple(disp.shape)}")
     for name, v in (("rotation", rotation), ("gamma", gamma), ("contrast", contrast),
-                    ("brightness", brightness), *zip(("shift y", "shift x"), shift, strict=True)):
+                    ("brightness", brightness), ("scale", scale),
+                    *zip(("shift y", "shift x"), shift, strict=True)):
         if not math.isfinite(float(v)):
             raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    if not float(scale) > 0:
+        raise ValueError(f"scale: expected a zoom factor > 0, got {scale!r}")
     return {
         "flip": torch.tensor([list(flip)]),
         "shift": torch.tensor([list(shift)], **f64),
@@ -306,4 +326,5 @@ def parameters(
         "gamma": torch.tensor([float(gamma)], **f64),
         "contrast": torch.tensor([float(contrast)], **f64),
         "brightness": torch.tensor([float(brightness)], **f64),
+        "scale": torch.tensor([float(scale)], **f64),
     }

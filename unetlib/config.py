@@ -62,6 +62,10 @@ class TrainConfig:
     # displacement on 256-px crops, about 8 px)
     elastic_alpha: float = 1000.0
     elastic_smooth: float = 20.0  # std (pixels) of the Gaussian that smooths the Gaussian field
+    # random zoom by a factor z with log z ~ U(-log(1 + max_scale), log(1 + max_scale)), drawn
+    # with the other geometry and applied in the same single interpolation (beyond the paper,
+    # which names no scaling; 0.4: about nnU-Net's range 0.7 to 1.4); 0 = no zoom (the paper)
+    max_scale: float = 0.0
     # optimisation
     optimizer: str = "sgd"  # "sgd" (paper), "nesterov" (Keras reproduction), "adam" (AMSGrad)
     lr: float = 0.01  # learning rate (the paper gives none)
@@ -144,7 +148,7 @@ class TrainConfig:
         if self.silver_gap and self.truth != "silver":
             raise ValueError("silver_gap leaves time points near the validation frames out of "
                              f"silver training; with truth={self.truth!r} it has nothing to do")
-        for name in ("elastic_sigma", "elastic_alpha", "elastic_smooth"):
+        for name in ("elastic_sigma", "elastic_alpha", "elastic_smooth", "max_scale"):
             value = getattr(self, name)
             if not 0.0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -154,7 +158,10 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        augment_parts(self.augment)  # validates
+        if self.max_scale and not augment_parts(self.augment):  # augment_parts validates
+            raise ValueError("max_scale zooms within the augmentation; with augment='none' it has "
+                             "nothing to do")
+        augment_parts(self.augment)
         # the data set's name becomes part of paths (data_root/NAME, runs/NAME-KEY)
         name = self.dataset
         if (not name or "/" in name or "\\" in name or name in (".", "..") or ":" in name
@@ -169,7 +176,8 @@ class TrainConfig:
         """A short hash of everything that changes the result (not where or how it is shown)."""
         skip = {"out_dir", "resume", "reuse", "progress", "device", "extra", "keep_checkpoints"}
         # runs made before these options keep their keys
-        for name in ("time_limit", "silver_val", "silver_gap", "channels_last", "amp_cpu"):
+        for name in ("time_limit", "silver_val", "silver_gap", "channels_last", "amp_cpu",
+                     "max_scale"):
             if not getattr(self, name):
                 skip.add(name)
         if self.elastic_field == "bspline":  # so do runs with the paper's field

@@ -18,6 +18,7 @@ from unetlib.provenance import write_json_atomic
 EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "03_augmentation_ablation", "04_weight_maps", "ablations", "silver_truth",
                "silver_truth_long", "silver_truth_10k", "silver_truth_gap", "silver_truth_wide",
+               "zoom_silver",
                "few_images", "recipes", "schedule", "border_weight", "tta_em", "tta_hela",
                "tta_silver", "tta_silver_long",
                "ensemble_silver_10k", "ensemble_silver_10k_tta", "gpu_quick_long", "gpu_paper")

@@ -321,7 +321,7 @@ def _augmenter(config: TrainConfig) -> nn.Module | None:
     return Augment(**{part: part in parts for part in AUGMENT_PARTS},
                    elastic_sigma=config.elastic_sigma, elastic_points=config.elastic_points,
                    elastic_field=config.elastic_field, elastic_alpha=config.elastic_alpha,
-                   elastic_smooth=config.elastic_smooth)
+                   elastic_smooth=config.elastic_smooth, max_scale=config.max_scale)
 
 
 @dataclass
