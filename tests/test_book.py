@@ -501,6 +501,37 @@ def test_index_shows_the_front_page_table_of_the_committed_results():
     assert table in index, f"index.md should show, verbatim:\n{table}"
 
 
+def test_index_quotes_the_zoom_study():
+    """The front page's zoom paragraph quotes studies/zoom_silver.py's result and its two
+    breakdowns: each arm's test SEG, its mean validation SEG, and the outlines left out."""
+    results = PROJECT_ROOT / "book" / "results"
+    if not (results / "zoom_silver.json").is_file():
+        pytest.skip("no zoom study yet")
+    from unetlib.report import breakdown_summary
+
+    data = json.loads((results / "zoom_silver.json").read_text())
+    plain, zoom = data["questions"]["zoom_silver"]
+    index = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
+
+    def val(arm: str) -> float:
+        runs = [n for n in data["runs"] if n.startswith(f"{arm}, seed")]
+        return sum(data["instances"][n]["distance"]["val_seg"] for n in runs) / len(runs)
+
+    def left_out(name: str) -> float:
+        b = json.loads((results / f"{name}.json").read_text())
+        return breakdown_summary(b, "distance")["left_out"]
+
+    p, z = (data["summaries"][a]["distance"]["seg"] for a in (plain, zoom))
+    for text in (f"silver truth + zoom, distance-transform watershed: SEG **{z['mean']:.3f} ± "
+                 f"{z['sd']:.3f}**",
+                 f"silver truth without it: SEG **{p['mean']:.3f} ± {p['sd']:.3f}**",
+                 f"({val(zoom):.3f} against {val(plain):.3f})",
+                 f"({left_out('seg_breakdown_zoom_silver'):.3f} against "
+                 f"{left_out('seg_breakdown_zoom_silver_without'):.3f};"):
+        assert text in index, f"index.md should say {text!r}"
+    assert val(zoom) < val(plain) + 0.01  # "not adopted", by the studies' rule
+
+
 def test_index_states_the_committed_headline():
     """The front page's answer quotes the training chapter's result file, to the digit."""
     results = PROJECT_ROOT / "book" / "results" / "02_train.json"
