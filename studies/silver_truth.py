@@ -8,6 +8,8 @@ gold frames, validated on the same held-out gold frames and tested on sequence 0
         --experiment silver_truth_long --out book/results/silver_truth_long.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 10000 \
         --experiment silver_truth_10k --out book/results/silver_truth_10k.json
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 20000 \
+        --experiment silver_truth_20k --out book/results/silver_truth_20k.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 -p silver_gap=5 \
         --experiment silver_truth_gap --out book/results/silver_truth_gap.json
     python studies/silver_truth.py --profile quick --seeds 0 1 --steps 2500 -p base_channels=24 \
@@ -66,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="training steps (default: the profile's)")
     p.add_argument("--experiment", default="silver_truth",
                    choices=("silver_truth", "silver_truth_long", "silver_truth_10k",
+                            "silver_truth_20k",
                             "silver_truth_gap", "silver_truth_wide"),
                    help="the name the results table shows (silver_truth_long for the 5,000-step "
-                        "runs, silver_truth_10k for the 10,000-step ones, silver_truth_gap for "
+                        "runs, silver_truth_10k and silver_truth_20k for the 10,000- and "
+                        "20,000-step ones, silver_truth_gap for "
                         "5,000-step runs with -p silver_gap=N, silver_truth_wide for runs "
                         "with a wider network, -p base_channels=N)")
     add_study_arguments(p, out="book/results/silver_truth.json")

@@ -574,7 +574,7 @@ def test_index_states_the_committed_headline():
             seg = summary[method]["seg"]
             text = f"silver truth, {label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**"
             assert text in index, f"index.md should say {text!r}"
-    for name in ("silver_truth_long", "silver_truth_10k"):
+    for name in ("silver_truth_long", "silver_truth_10k", "silver_truth_20k"):
         longer = PROJECT_ROOT / "book" / "results" / f"{name}.json"
         if not longer.is_file():
             continue
