@@ -530,6 +530,15 @@ def test_index_quotes_the_zoom_study():
                  f"{left_out('seg_breakdown_zoom_silver_without'):.3f};"):
         assert text in index, f"index.md should say {text!r}"
     assert val(zoom) < val(plain) + 0.01  # "not adopted", by the studies' rule
+    if (results / "seg_breakdown_silver_20k.json").is_file():  # what 20,000 steps bought
+        longer = breakdown_summary(json.loads(
+            (results / "seg_breakdown_silver_20k.json").read_text()), "distance")
+        shorter = breakdown_summary(json.loads(
+            (results / "seg_breakdown_zoom_silver_without.json").read_text()), "distance")
+        text = (f"cells merged, split or missed cost {longer['apart']:.3f} at 20,000 steps "
+                f"against {shorter['apart']:.3f} at 5,000, while the outlines still leave out "
+                f"{longer['left_out']:.3f} of the cells against {shorter['left_out']:.3f}")
+        assert text in index, f"index.md should say {text!r}"
 
 
 def test_index_states_the_committed_headline():
@@ -589,6 +598,12 @@ def test_index_states_the_committed_headline():
             assert text in index, f"index.md should say {text!r}"
         restored = [f"{r['best_step']:,}" for r in data["runs"].values()]
         text = f"restored steps {', '.join(restored[:-1])} and {restored[-1]}"
+        assert text in index, f"index.md should say {text!r}"
+    bf16 = PROJECT_ROOT / "book" / "results" / "rerun_bf16_silver" / "silver_truth_10k.json"
+    if bf16.is_file():  # the 20,000-step runs' 10,000-step stage, on the CPU with native bf16
+        seg = json.loads(bf16.read_text())["summary"]["distance"]["seg"]
+        text = (f"{seg['mean']:.3f} ± {seg['sd']:.3f} with the distance-transform watershed, "
+                "against")
         assert text in index, f"index.md should say {text!r}"
     ensemble = PROJECT_ROOT / "book" / "results" / "ensemble_silver_10k.json"
     if ensemble.is_file():  # the ensemble of the 10,000-step runs: its scores and the rule
