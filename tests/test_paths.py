@@ -181,4 +181,5 @@ def test_a_path_lookalike_includes_the_clone_folder_as_a_whole_segment():
     from unetlib.paths import MACHINE_PATH_LOOKALIKE
 
     assert MACHINE_PATH_LOOKALIKE.search("Ab/p/Cd") and MACHINE_PATH_LOOKALIKE.search("x/P/y")
-    assert not MACHINE_PATH_LOOKALIKE.search("Ab/pCd/") and not MACHINE_PATH_LOOKALIKE.search("/p")
+    assert MACHINE_PATH_LOOKALIKE.search("Ab/p+Cd") and MACHINE_PATH_LOOKALIKE.search("Ab/p")
+    assert not MACHINE_PATH_LOOKALIKE.search("Ab/pCd/") and not MACHINE_PATH_LOOKALIKE.search("/p9")

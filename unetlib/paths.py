@@ -66,10 +66,11 @@ TOP_LEVEL_FOLDERS: tuple[str, ...] = (
 # top-level folder name, in any case. Base64 pictures hit it by chance ("/TMPz8", "/MNTcb",
 # "/rUN", "/Etc").
 # the folder a fresh clone is made in by the README's and the CI's check (``$d/p``), as a whole
-# path segment: a scan for the clone's path finds "/p/" in pictures too
+# path segment (not followed by a letter or digit: "/p/", "/p+", "/p" at the end): a scan for the
+# clone's path finds those in pictures too
 CLONE_FOLDERS: tuple[str, ...] = ("p",)
 MACHINE_PATH_LOOKALIKE = re.compile("/(?:" + "|".join(TOP_LEVEL_FOLDERS) + ")|/(?:"
-                                    + "|".join(CLONE_FOLDERS) + ")/", re.IGNORECASE)
+                                    + "|".join(CLONE_FOLDERS) + ")(?![a-z0-9])", re.IGNORECASE)
 
 
 def png_without_path_lookalikes(data: str) -> str:
