@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlib.book import add_rescoring_arguments, kept_models
+from unetlib.book import add_rescoring_arguments, kept_models, study_splits
 from unetlib.evaluate import (
     ensemble_probabilities,
     evaluate_probabilities,
@@ -43,7 +43,6 @@ from unetlib.instances import beyond_method
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.provenance import command_line
 from unetlib.report import ADOPT_GAIN, ENSEMBLE_ARM, record_experiment, seed_summary
-from unetlib.train import load_splits
 
 ARMS = ("one run", "two runs averaged", ENSEMBLE_ARM)
 
@@ -67,12 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict] = {}
     members: dict[str, tuple[int, ...]] = {}
     predict_seconds: dict[int, float] = {}
-    splits = None
+    _, val_s, test_s = study_splits(args)
     with sigterm_as_interrupt():
         for config, result, model in kept_models(args, train_missing=False):
-            if splits is None:  # the runs differ only in their seed, which picks no frame
-                splits = load_splits(config)
-            _, val_s, test_s = splits
             config = dataclasses.replace(config, tta=args.tta)
             val_labels = [np.asarray(s.labels) for s in val_s]
             test_labels = [np.asarray(s.labels) for s in test_s]

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlib.book import add_rescoring_arguments, kept_models
+from unetlib.book import add_rescoring_arguments, kept_models, study_splits
 from unetlib.evaluate import (
     at_training_contrast,
     ensemble_probabilities,
@@ -48,7 +48,6 @@ from unetlib.instances import InstanceParams, beyond_method, choose_instances
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.metrics import seg_breakdown
 from unetlib.provenance import command_line, hardware, write_atomic, write_json_atomic
-from unetlib.train import load_splits
 
 TEST_LOOKUP_NOTE = ("looked up on the test frames: a bound on what the method's parameters "
                     "could give these probabilities, not a result")
@@ -112,12 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     arms: dict[str, dict] = {}
     contrast_matched: dict[str, dict] = {}
     names: dict[int, str] = {}  # each seed's run folder, for the averaged arm's name
-    splits = None
+    _, val_s, test_s = study_splits(args)
     with sigterm_as_interrupt():
         for config, result, model in kept_models(args, train_missing=False):
-            if splits is None:  # the runs differ only in their seed, which picks no frame
-                splits = load_splits(config)
-            _, val_s, test_s = splits
             if not val_s:
                 raise ValueError(f"{result['run']}: no validation frames to choose parameters on")
             val_labels = [np.asarray(s.labels) for s in val_s]

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlib.book import add_rescoring_arguments, kept_models
+from unetlib.book import add_rescoring_arguments, kept_models, study_splits
 from unetlib.evaluate import evaluate_model, paper_way_fields
 from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.provenance import command_line
 from unetlib.report import record_experiment, seed_summary
-from unetlib.train import load_splits
 
 ARMS = {False: "no TTA", True: "8-fold TTA"}
 
@@ -39,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     experiment = Path(args.out).stem
     runs: dict[str, dict] = {}
+    _, val_s, test_s = study_splits(args)
     with sigterm_as_interrupt():
         for config, result, model in kept_models(args, tta=False):
             seed = config.seed
-            _, val_s, test_s = load_splits(config)
             frames = ([s.image for s in val_s], [np.asarray(s.labels) for s in val_s],
                       [s.image for s in test_s], [np.asarray(s.labels) for s in test_s])
             for tta, arm in ARMS.items():

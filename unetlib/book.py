@@ -99,6 +99,15 @@ def add_rescoring_arguments(parser: argparse.ArgumentParser, out: str, page: str
     add_study_arguments(parser, out)
 
 
+def study_splits(args: argparse.Namespace) -> tuple[list, list, list]:
+    """The (train, validation, test) frames of the runs :func:`kept_models` yields for ``args``,
+    loaded once: runs that differ only in their seed see the same frames."""
+    from unetlib.profiles import train_config
+    from unetlib.train import load_splits
+
+    return load_splits(train_config(args.profile, args.page, **dict(args.overrides)))
+
+
 def kept_models(args: argparse.Namespace, *, train_missing: bool = True,
                 **fields: Any) -> Iterator[tuple[Any, dict, Any]]:
     """For each of ``args.seeds``: the configuration of ``args.page`` under ``args.profile``

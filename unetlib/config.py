@@ -158,10 +158,10 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if self.max_scale and not augment_parts(self.augment):  # augment_parts validates
+        parts = augment_parts(self.augment)  # validates
+        if self.max_scale and not parts:
             raise ValueError("max_scale zooms within the augmentation; with augment='none' it has "
                              "nothing to do")
-        augment_parts(self.augment)
         # the data set's name becomes part of paths (data_root/NAME, runs/NAME-KEY)
         name = self.dataset
         if (not name or "/" in name or "\\" in name or name in (".", "..") or ":" in name
