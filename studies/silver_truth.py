@@ -14,6 +14,10 @@ gold frames, validated on the same held-out gold frames and tested on sequence 0
         --experiment silver_truth_gap --out book/results/silver_truth_gap.json
     python studies/silver_truth.py --profile quick --seeds 0 1 --steps 2500 -p base_channels=24 \
         --experiment silver_truth_wide --out book/results/silver_truth_wide.json
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 -p depth=5 \
+        --experiment silver_truth_deep --out book/results/silver_truth_deep.json
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 10000 -p depth=5 \
+        --experiment silver_truth_deep_10k --out book/results/silver_truth_deep_10k.json
 
 A longer run continues the shorter one of the same seed where ``runs/`` holds it
 (:func:`unetlib.train.extendable_run`: the same weights as training straight through).
@@ -23,7 +27,10 @@ either, and the result records ``neighbour_seg``: how much a silver mask d frame
 gives of a validation frame's gold mask. With ``-p base_channels=N`` (``silver_truth_wide``)
 the network is wider than the profile's (24 channels: 1.08 M parameters against 0.48 M, about
 twice the time a step): does capacity buy the faint cell margins of sequence 02 that the
-0.48 M network leaves out (``studies/seg_breakdown.py``)?
+0.48 M network leaves out (``studies/seg_breakdown.py``)? With ``-p depth=5``
+(``silver_truth_deep``) the network has the paper's five levels instead of the profile's four:
+a fourth pooling doubles the field of view (``unetlib.model.receptive_field``: 92-100 to 188-204
+pixels), more than a HeLa cell's width; does context draw the faint margins?
 
 The paper (and the book's headline) trains on the gold frames only; this study says what the
 84 silver masks add at the same budget. The JSON has the results table's layout (metrics, runs,
@@ -69,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment", default="silver_truth",
                    choices=("silver_truth", "silver_truth_long", "silver_truth_10k",
                             "silver_truth_20k",
-                            "silver_truth_gap", "silver_truth_wide"),
+                            "silver_truth_gap", "silver_truth_wide", "silver_truth_deep",
+                            "silver_truth_deep_10k", "silver_truth_deep_20k"),
                    help="the name the results table shows (silver_truth_long for the 5,000-step "
                         "runs, silver_truth_10k and silver_truth_20k for the 10,000- and "
                         "20,000-step ones, silver_truth_gap for "
                         "5,000-step runs with -p silver_gap=N, silver_truth_wide for runs "
-                        "with a wider network, -p base_channels=N)")
+                        "with a wider network, -p base_channels=N, silver_truth_deep for "
+                        "runs with a deeper one, -p depth=N, and silver_truth_deep_10k and "
+                        "silver_truth_deep_20k for those at 10,000 and 20,000 steps)")
     add_study_arguments(p, out="book/results/silver_truth.json")
     args = p.parse_args(argv)
     fields = dict(args.overrides)
@@ -87,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     if (args.experiment == "silver_truth_wide") != wider:
         p.error(f"--experiment silver_truth_wide goes with -p base_channels=N above the "
                 f"profile's {profile_width}, and only it")
+    profile_depth = train_config(args.profile, "02_train").depth
+    deeper = int(fields.get("depth", profile_depth)) > profile_depth
+    if args.experiment.startswith("silver_truth_deep") != deeper:
+        p.error(f"--experiment silver_truth_deep goes with -p depth=N above the profile's "
+                f"{profile_depth}, and only it")
     if args.steps is not None:
         fields["steps"] = args.steps
     config = train_config(args.profile, "02_train", **{"truth": "silver", "silver_val": 0,

@@ -541,6 +541,61 @@ def test_index_quotes_the_zoom_study():
         assert text in index, f"index.md should say {text!r}"
 
 
+def test_index_quotes_the_deep_network_and_the_20k_ensemble():
+    """The front page's paragraphs on the paper's depth (silver truth, five levels against four)
+    and on the 20,000-step runs averaged quote their result files: test SEG of both arms by
+    each method, the validation means, the breakdowns, and the field of view."""
+    results = PROJECT_ROOT / "book" / "results"
+    if not (results / "silver_truth_deep.json").is_file():
+        pytest.skip("no deep-network study yet")
+    from unetlib.model import receptive_field
+    from unetlib.report import breakdown_summary
+
+    index = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
+    deep = json.loads((results / "silver_truth_deep.json").read_text())
+    zoom = json.loads((results / "zoom_silver.json").read_text())
+    plain = zoom["questions"]["zoom_silver"][0]  # the arm without the zoom: four levels, 5,000
+    assert {r["config"]["steps"] for r in deep["runs"].values()} == {5000}
+    assert {r["config"]["depth"] for r in deep["runs"].values()} == {5}
+    four = zoom["summaries"][plain]
+    texts = [f"silver truth, five levels, distance-transform watershed: SEG "
+             f"**{deep['summary']['distance']['seg']['mean']:.3f} ± "
+             f"{deep['summary']['distance']['seg']['sd']:.3f}**",
+             "against " + ", ".join(f"{four[m]['seg']['mean']:.3f} ± {four[m]['seg']['sd']:.3f}"
+                                    for m in ("distance", "watershed")) +
+             f" and {four['components']['seg']['mean']:.3f} ± "
+             f"{four['components']['seg']['sd']:.3f} with four levels"]
+    for method, label in (("watershed", "seeded watershed"), ("components", "paper's way")):
+        seg = deep["summary"][method]["seg"]
+        texts.append(f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**")
+    val_deep = np.mean([i["distance"]["val_seg"] for i in deep["instances"].values()])
+    val_four = np.mean([zoom["instances"][n]["distance"]["val_seg"] for n in zoom["runs"]
+                        if n.startswith(f"{plain}, seed")])
+    texts.append(f"({val_deep:.3f} against {val_four:.3f}, under the rule)")
+    assert val_deep < val_four + 0.01
+    lo4, hi4 = receptive_field(4, "same")
+    lo5, hi5 = receptive_field(5, "same")
+    texts.append(f"sees {lo4} to {hi4} input pixels across, one of the five-level network "
+                 f"{lo5} to {hi5}")
+    b_deep = json.loads((results / "seg_breakdown_silver_deep.json").read_text())
+    b_four = json.loads((results / "seg_breakdown_zoom_silver_without.json").read_text())
+    cc = [breakdown_summary(b, "components")["merged"] for b in (b_deep, b_four)]
+    out = [breakdown_summary(b, "distance")["left_out"] for b in (b_deep, b_four)]
+    texts += [f"merged with a neighbour cost it {cc[0]:.3f} of SEG against {cc[1]:.3f}",
+              f"(left out {out[0]:.3f} against {out[1]:.3f})"]
+    ens = json.loads((results / "ensemble_silver_20k.json").read_text())
+    tta = json.loads((results / "ensemble_silver_20k_tta.json").read_text())
+    (gain,) = [g for n, g in ens["val_gains"].items() if n.startswith("all runs")]
+    alone = tta["summaries"]["one run"]["distance"]["seg"]
+    texts += [f"averaged, distance-transform watershed: SEG "
+              f"**{ens['summaries']['all runs averaged']['distance']['seg']['mean']:.3f}** "
+              f"(validation {gain:+.3f} over its runs alone, under the rule)",
+              f"lowers the single runs to {alone['mean']:.3f} ± {alone['sd']:.3f}"]
+    assert not ens["adopted"] and not tta["adopted"]
+    for text in texts:
+        assert text in index, f"index.md should say {text!r}"
+
+
 def test_index_states_the_committed_headline():
     """The front page's answer quotes the training chapter's result file, to the digit."""
     results = PROJECT_ROOT / "book" / "results" / "02_train.json"

@@ -98,6 +98,44 @@ def test_output_size_matches_closed_form(depth):
         assert inp - out == 4 * (3 * 2**L - 2)
 
 
+@pytest.mark.parametrize("up_mode", ["transpose", "bilinear"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_receptive_field_is_what_autograd_sees(depth, padding, up_mode):
+    """The traced field equals the input rows that the gradients of output pixels reach, one
+    pixel of each position in the pooling grid (average pools: a max-pool's gradient reaches
+    only its maximum, the same field)."""
+    from unetlib.model import receptive_field
+
+    net = UNet(depth=depth, base_channels=1, padding=padding, dropout=0.0,
+               up_mode=up_mode).double().eval()
+    net.pool = torch.nn.AvgPool2d(2)
+    for p in net.parameters():  # positive weights: no contribution cancels to zero
+        torch.nn.init.uniform_(p, 0.1, 0.2)
+    n = net.valid_input_size(8 * 2**depth + 40)
+    x = torch.zeros(1, 1, 8, n, dtype=torch.double, requires_grad=True)
+    x_full = torch.nn.functional.pad(x, (0, 0, 0, n - 8), mode="replicate")
+    y = net(x_full)[0, 0]
+    period = 2 ** (depth - 1)
+    mid = y.shape[-1] // 2
+    widths = []
+    for col in range(mid, mid + period):
+        (g,) = torch.autograd.grad(y[y.shape[0] // 2, col], x, retain_graph=True)
+        reached = g[0, 0].abs().sum(0).nonzero().flatten()
+        widths.append(int(reached.max() - reached.min() + 1))
+    assert receptive_field(depth, padding, up_mode) == (min(widths), max(widths))
+
+
+def test_receptive_field_of_the_paper_and_the_quick_network():
+    from unetlib.model import receptive_field
+
+    assert receptive_field(5, "valid") == (188, 204)  # wider than 572 - 388 + 1: the pools
+    assert receptive_field(5, "same") == (188, 204)
+    assert receptive_field(4, "same") == (92, 100)  # the quick profile's four levels
+    with pytest.raises(ValueError, match="up_mode"):
+        receptive_field(4, "same", "nearest")
+
+
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("depth", [2, 3, 5])
 def test_valid_input_size_modes(depth, padding):

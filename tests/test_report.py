@@ -397,6 +397,10 @@ def test_front_page_table_rows_come_from_the_result_files():
     wide_runs["seed 0"]["config"]["base_channels"] = 24
     wide = {"silver_truth_wide": {**_experiment(), "runs": wide_runs,
                                   "summary": seed_summary(wide_runs)}}
+    deep_runs = {"seed 0": _front_run(0.6, 0.8, 5000, truth="silver", n_train=82)}
+    deep_runs["seed 0"]["config"]["depth"] = 5  # the paper's five levels, the profile's width
+    deep = {"silver_truth_deep": {**_experiment(), "runs": deep_runs,
+                                  "summary": seed_summary(deep_runs)}}
     bf16_runs = {"seed 0": _front_run(0.6, 0.8, 20000, truth="silver", n_train=82)}
     bf16_runs["seed 0"]["config"]["amp_cpu"] = True  # trained in bf16 on a CPU that has it
     bf16 = {"silver_truth_20k": {**_experiment(), "runs": bf16_runs,
@@ -405,12 +409,14 @@ def test_front_page_table_rows_come_from_the_result_files():
     paper_runs["seed 0"]["config"]["base_channels"] = 64
     paper = {"gpu_paper": {**_experiment(), "runs": paper_runs, "summary": seed_summary(paper_runs),
                            "hardware": {"gpu": "NVIDIA H200", "cpu_count": 16}}}
-    table = front_page_table({**cpu, **gpu, **gap, **ens, **wide, **paper, **bf16,
+    table = front_page_table({**cpu, **gpu, **gap, **ens, **wide, **deep, **paper, **bf16,
                               "unlisted": cpu["02_train"]})
     assert _row(table, "the paper's (31 M)")[1:4] == ["gold, 6 frames", "14,645, one H200 GPU",
                                                       "1"]  # its own width, not renamed
     assert _row(table, "quick, 24 channels")[1:4] == ["silver, 82 frames", "2,500, 2 CPU cores",
                                                       "1"]
+    assert _row(table, "quick, 5 levels")[1:4] == ["silver, 82 frames", "5,000, 2 CPU cores",
+                                                   "1"]
     # an ensemble shows its row of all runs averaged, not its single runs
     assert _row(table, "quick, three runs averaged")[1:] == [
         "silver, 82 frames", "10,000, 2 CPU cores", "3", "0.700", "–", "0.900"]
@@ -427,7 +433,7 @@ def test_front_page_table_rows_come_from_the_result_files():
     assert row[1:4] == ["gold, 6 frames", "2,871–3,354, one H200 GPU", "2"]
     assert row[4:] == ["0.400 ± 0.000", "–", "0.650 ± 0.071"]
     assert table.splitlines()[-1].split("|")[5].strip() == "0.7756"  # the paper's, last
-    assert len(table.splitlines()) == 2 + 7 + 1  # header, seven results, the paper
+    assert len(table.splitlines()) == 2 + 8 + 1  # header, eight results, the paper
 
 
 def test_describe_budget_curve_names_the_best_step_and_the_differences():

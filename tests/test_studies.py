@@ -238,6 +238,11 @@ def test_silver_truth_gap_experiment_goes_with_a_gap_and_leaves_the_neighbours_o
     with pytest.raises(SystemExit):
         silver_truth.main([*base, "--experiment", "silver_truth_wide",
                            "--out", str(tmp_path / "w.json")])
+    with pytest.raises(SystemExit):  # a deeper network too: its own name, and only it
+        silver_truth.main([*base, "-p", "depth=5", "--out", str(tmp_path / "d.json")])
+    with pytest.raises(SystemExit):
+        silver_truth.main([*base, "--experiment", "silver_truth_deep",
+                           "--out", str(tmp_path / "e.json")])
     assert not list(tmp_path.glob("*.json"))
     out = tmp_path / "silver_truth_gap.json"
     assert silver_truth.main([*base, "-p", "silver_gap=2", "--experiment", "silver_truth_gap",

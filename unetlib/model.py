@@ -30,6 +30,7 @@ __all__ = [
     "UNet",
     "output_size",
     "valid_input_size",
+    "receptive_field",
     "center_crop",
     "save_checkpoint",
     "load_checkpoint",
@@ -150,6 +151,57 @@ def valid_input_size(
     if mode == "down":
         return down
     return down if size - down < up - size else up
+
+
+def receptive_field(depth: int = 5, padding: str = "valid",
+                    up_mode: str = "transpose") -> tuple[int, int]:
+    """The field of view of one output pixel along one axis, in input pixels: the fewest and the
+    most input rows (or columns) an output pixel away from the image border depends on.
+
+    Every 3x3 convolution ``l`` levels below the top widens the field by ``2 * 2**l``, every 2x2
+    max-pool by ``2**l``; the 2x2 up-convolution hands each coarse pixel to two fine ones, so the
+    width depends on an output pixel's position within the ``2**(depth - 1)`` grid of the
+    poolings: 188 to 204 for the paper's five levels, 92 to 100 for four, either padding (with
+    valid padding more than the 185 = 572 - 388 + 1 of Fig. 2: the pooling windows reach past
+    the centre crop; fields are not centred on their pixel). Traced exactly through the layers
+    in one dimension, each pixel's dependence kept as an interval (tested against autograd)."""
+    _check_depth_padding(depth, padding)
+    if up_mode not in _UP_MODES:
+        raise ValueError(f"up_mode must be one of {_UP_MODES}, got {up_mode!r}")
+    period = 2 ** (depth - 1)
+    n = period * 64 if padding == "same" else valid_input_size(period * 64, depth, padding)
+    lo = hi = torch.arange(n)
+
+    def conv3(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if padding == "valid":
+            return lo[:-2], hi[2:]
+        left, right = torch.cat([lo[:1], lo[:-1]]), torch.cat([hi[1:], hi[-1:]])
+        return torch.minimum(lo, left), torch.maximum(hi, right)
+
+    skips = []
+    for level in range(depth):
+        lo, hi = conv3(*conv3(lo, hi))
+        if level < depth - 1:
+            skips.append((lo, hi))
+            lo, hi = lo[0::2], hi[1::2]  # a 2x2 pool: both pixels of its window
+    for _ in range(depth - 1):
+        if up_mode == "transpose":  # coarse pixel k makes fine pixels 2k and 2k + 1
+            lo, hi = lo.repeat_interleave(2), hi.repeat_interleave(2)
+        else:  # bilinear (align_corners=False): fine 2k mixes k-1 and k, 2k + 1 mixes k and k+1
+            k = torch.arange(2 * len(lo)) // 2
+            odd = torch.arange(2 * len(lo)) % 2 == 1
+            below, above = torch.where(odd, k, (k - 1).clamp(min=0)), torch.where(
+                odd, (k + 1).clamp(max=len(lo) - 1), k)
+            lo, hi = lo[below], hi[above]
+        s_lo, s_hi = skips.pop()
+        top = (len(s_lo) - len(lo)) // 2  # center_crop
+        lo = torch.minimum(lo, s_lo[top:top + len(lo)])
+        hi = torch.maximum(hi, s_hi[top:top + len(hi)])
+        lo, hi = conv3(*conv3(lo, hi))
+    width = hi - lo + 1
+    mid = len(width) // 2  # away from the border: ``period`` pixels, one of each position
+    width = width[mid:mid + period]
+    return int(width.min()), int(width.max())
 
 
 def center_crop(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
