@@ -13,6 +13,7 @@ from unetlib.report import load_results
 sys.path.insert(0, str(PROJECT_ROOT / "studies"))
 import ablations  # noqa: E402
 import border_weight  # noqa: E402
+import depth  # noqa: E402
 import ensemble  # noqa: E402
 import few_images  # noqa: E402
 import instance_grid  # noqa: E402
@@ -207,6 +208,16 @@ def test_zoom_silver_trains_both_arms_on_silver_and_differs_only_in_the_zoom(tmp
     assert (plain["max_scale"], zoom["max_scale"]) == (0.0, 0.4)
     assert (plain["truth"], plain["silver_val"], plain["steps"]) == ("silver", 0, 2)
     assert data["questions"] == {"zoom_silver": list(zoom_silver.ARMS)}
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_depth_study_trains_the_gold_profile_at_its_depth_and_at_the_papers(tmp_path):
+    data = run_tiny(depth, tmp_path, "-p", "steps=2")
+    four, five = (arm_configs(data)[arm] for arm in depth.ARMS)
+    assert {k for k in four if four[k] != five[k]} == {"depth"}
+    assert (four["depth"], five["depth"]) == (2, 5)  # the page's (here TINY's) and the paper's
+    assert (four["truth"], four["steps"]) == ("gold", 2)
+    assert data["questions"] == {"depth": list(depth.ARMS)}
 
 
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
