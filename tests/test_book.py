@@ -592,6 +592,33 @@ def test_index_quotes_the_deep_network_and_the_20k_ensemble():
               f"(validation {gain:+.3f} over its runs alone, under the rule)",
               f"lowers the single runs to {alone['mean']:.3f} ± {alone['sd']:.3f}"]
     assert not ens["adopted"] and not tta["adopted"]
+    longer = results / "silver_truth_deep_10k.json"
+    if longer.is_file():  # the five levels at 10,000 steps, against four on the same CPU
+        d10 = json.loads(longer.read_text())
+        f10 = json.loads((results / "rerun_bf16_silver" / "silver_truth_10k.json").read_text())
+        assert {r["config"]["steps"] for r in d10["runs"].values()} == {10000}
+        assert all(r["hardware"].get("cpu_bf16") for r in (d10, f10))  # one kind of CPU
+        seg = {m: d10["summary"][m]["seg"] for m in ("distance", "watershed", "components")}
+        texts += [f"10,000 steps, five levels, distance-transform watershed: SEG "
+                  f"**{seg['distance']['mean']:.3f} ± {seg['distance']['sd']:.3f}**",
+                  f"watershed: SEG **{seg['watershed']['mean']:.3f} ± "
+                  f"{seg['watershed']['sd']:.3f}**; paper's way: SEG "
+                  f"**{seg['components']['mean']:.3f} ± {seg['components']['sd']:.3f}**, against "
+                  + ", ".join(f"{f10['summary'][m]['seg']['mean']:.3f} ± "
+                              f"{f10['summary'][m]['seg']['sd']:.3f}"
+                              for m in ("distance", "watershed"))
+                  + f" and {f10['summary']['components']['seg']['mean']:.3f} ± "
+                    f"{f10['summary']['components']['seg']['sd']:.3f} with four levels",
+                  f"One seed reaches {max(seg['distance']['values']):.3f}"]
+
+        def val(data: dict, method: str) -> float:
+            return float(np.mean([i[method]["val_seg"] for i in data["instances"].values()]))
+
+        cc, dt = (val(d10, m) - val(f10, m) for m in ("components", "distance"))
+        assert cc >= 0.01 > dt  # "past the rule's 0.01" for the paper's way only
+        texts += [f"(validation SEG {val(d10, 'components'):.3f} against "
+                  f"{val(f10, 'components'):.3f}, past the rule's 0.01)",
+                  f"watershed ({val(d10, 'distance'):.3f} against {val(f10, 'distance'):.3f})"]
     for text in texts:
         assert text in index, f"index.md should say {text!r}"
 
