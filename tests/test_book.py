@@ -623,6 +623,40 @@ def test_index_quotes_the_deep_network_and_the_20k_ensemble():
         assert text in index, f"index.md should say {text!r}"
 
 
+def test_index_quotes_the_depth_study():
+    """The front page's paragraph on the quick profile's depth quotes studies/depth.py's result:
+    both arms' test SEG by each method, the validation means that decide, the merges, and the
+    four-level arm reproducing the bf16 rerun of the training chapter."""
+    results = PROJECT_ROOT / "book" / "results"
+    if not (results / "depth.json").is_file():
+        pytest.skip("no depth study yet")
+    data = json.loads((results / "depth.json").read_text())
+    four, five = data["questions"]["depth"]
+    s4, s5 = data["summaries"][four], data["summaries"][five]
+    index = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
+
+    def val(arm: str) -> float:
+        runs = [n for n in data["runs"] if n.startswith(f"{arm}, seed")]
+        return sum(data["instances"][n]["distance"]["val_seg"] for n in runs) / len(runs)
+
+    def seg(summary: dict, method: str) -> str:
+        return f"{summary[method]['seg']['mean']:.3f} ± {summary[method]['seg']['sd']:.3f}"
+
+    assert val(five) >= val(four) + 0.01  # "past the studies' rule"
+    texts = [f"validation SEG {val(five):.3f} against {val(four):.3f}",
+             f"paper's way: SEG **{seg(s5, 'components')}** against {seg(s4, 'components')}",
+             f"distance-transform watershed: SEG **{seg(s5, 'distance')}** against "
+             f"{seg(s4, 'distance')}",
+             f"seeded watershed: SEG **{seg(s5, 'watershed')}** against {seg(s4, 'watershed')}",
+             f"fewer cells merged ({s5['components']['merges']['mean']:.2f} per test frame "
+             f"against {s4['components']['merges']['mean']:.2f})"]
+    for text in texts:
+        assert text in index, f"index.md should say {text!r}"
+    rerun = json.loads((results / "rerun_bf16_1000" / "02_train.json").read_text())["summary"]
+    for method in ("distance", "components", "watershed"):  # "reproduces ... to the digit"
+        assert s4[method]["seg"]["values"] == rerun[method]["seg"]["values"]
+
+
 def test_index_states_the_committed_headline():
     """The front page's answer quotes the training chapter's result file, to the digit."""
     results = PROJECT_ROOT / "book" / "results" / "02_train.json"
