@@ -158,13 +158,14 @@ def receptive_field(depth: int = 5, padding: str = "valid",
     """The field of view of one output pixel along one axis, in input pixels: the fewest and the
     most input rows (or columns) an output pixel away from the image border depends on.
 
-    Every 3x3 convolution ``l`` levels below the top widens the field by ``2 * 2**l``, every 2x2
-    max-pool by ``2**l``; the 2x2 up-convolution hands each coarse pixel to two fine ones, so the
-    width depends on an output pixel's position within the ``2**(depth - 1)`` grid of the
-    poolings: 188 to 204 for the paper's five levels, 92 to 100 for four, either padding (with
-    valid padding more than the 185 = 572 - 388 + 1 of Fig. 2: the pooling windows reach past
-    the centre crop; fields are not centred on their pixel). Traced exactly through the layers
-    in one dimension, each pixel's dependence kept as an interval (tested against autograd)."""
+    Every 3x3 convolution ``l`` levels below the top widens the field by ``2 * 2**l`` (184 in
+    all for five levels: the size arithmetic above). The 2x2 max-pools and up-convolutions add
+    more, by where an output pixel sits in their ``2**(depth - 1)`` grid (a pool window and the
+    two fine pixels one coarse pixel makes need not be centred on it): 188 to 204 for the
+    paper's five levels, 92 to 100 for four, either padding (with valid padding more than the
+    185 = 572 - 388 + 1 of Fig. 2, and fields not centred on their pixel). Traced exactly
+    through the layers in one dimension, each pixel's dependence kept as an interval (tested
+    against autograd)."""
     _check_depth_padding(depth, padding)
     if up_mode not in _UP_MODES:
         raise ValueError(f"up_mode must be one of {_UP_MODES}, got {up_mode!r}")
