@@ -619,6 +619,24 @@ def test_index_quotes_the_deep_network_and_the_20k_ensemble():
         texts += [f"(validation SEG {val(d10, 'components'):.3f} against "
                   f"{val(f10, 'components'):.3f}, past the rule's 0.01)",
                   f"watershed ({val(d10, 'distance'):.3f} against {val(f10, 'distance'):.3f})"]
+    longest = results / "silver_truth_deep_20k.json"
+    if longest.is_file():  # ... and at 20,000 steps, against four levels at 20,000
+        d20 = json.loads(longest.read_text())
+        f20 = json.loads((results / "silver_truth_20k.json").read_text())
+        assert {r["config"]["steps"] for r in d20["runs"].values()} == {20000}
+        seg = {m: d20["summary"][m]["seg"] for m in ("distance", "watershed", "components")}
+        restored = [f"{r['best_step']:,}" for r in d20["runs"].values()]
+        texts += [f"20,000 steps, five levels, distance-transform watershed: SEG "
+                  f"**{seg['distance']['mean']:.3f} ± {seg['distance']['sd']:.3f}**; seeded "
+                  f"watershed: SEG **{seg['watershed']['mean']:.3f} ± "
+                  f"{seg['watershed']['sd']:.3f}**; paper's way: SEG "
+                  f"**{seg['components']['mean']:.3f} ± {seg['components']['sd']:.3f}**, against "
+                  + ", ".join(f"{f20['summary'][m]['seg']['mean']:.3f} ± "
+                              f"{f20['summary'][m]['seg']['sd']:.3f}"
+                              for m in ("distance", "watershed"))
+                  + f" and {f20['summary']['components']['seg']['mean']:.3f} ± "
+                    f"{f20['summary']['components']['seg']['sd']:.3f} with four levels",
+                  f"restored steps {', '.join(restored[:-1])} and {restored[-1]}"]
     for text in texts:
         assert text in index, f"index.md should say {text!r}"
 
