@@ -92,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"-p truth={fields['truth']}: this study trains on the silver truth")
     if (args.experiment == "silver_truth_gap") != bool(fields.get("silver_gap")):
         p.error("--experiment silver_truth_gap goes with -p silver_gap=N (N > 0), and only it")
-    profile_width = train_config(args.profile, "02_train").base_channels
+    page = train_config(args.profile, "02_train")
+    profile_width, profile_depth = page.base_channels, page.depth
     wider = int(fields.get("base_channels", profile_width)) > profile_width
     if (args.experiment == "silver_truth_wide") != wider:
         p.error(f"--experiment silver_truth_wide goes with -p base_channels=N above the "
                 f"profile's {profile_width}, and only it")
-    profile_depth = train_config(args.profile, "02_train").depth
     deeper = int(fields.get("depth", profile_depth)) > profile_depth
     if args.experiment.startswith("silver_truth_deep") != deeper:
         p.error(f"--experiment silver_truth_deep goes with -p depth=N above the profile's "

@@ -501,6 +501,12 @@ def test_index_shows_the_front_page_table_of_the_committed_results():
     assert table in index, f"index.md should show, verbatim:\n{table}"
 
 
+def _val_seg(data: dict, arm: str | None = None, method: str = "distance") -> float:
+    """Mean validation SEG of a result's runs (of one arm of a study, ``<arm>, seed N``)."""
+    names = [n for n in data["instances"] if arm is None or n.startswith(f"{arm}, seed")]
+    return float(np.mean([data["instances"][n][method]["val_seg"] for n in names]))
+
+
 def test_index_quotes_the_zoom_study():
     """The front page's zoom paragraph quotes studies/zoom_silver.py's result and its two
     breakdowns: each arm's test SEG, its mean validation SEG, and the outlines left out."""
@@ -514,8 +520,7 @@ def test_index_quotes_the_zoom_study():
     index = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
 
     def val(arm: str) -> float:
-        runs = [n for n in data["runs"] if n.startswith(f"{arm}, seed")]
-        return sum(data["instances"][n]["distance"]["val_seg"] for n in runs) / len(runs)
+        return _val_seg(data, arm)
 
     def left_out(name: str) -> float:
         b = json.loads((results / f"{name}.json").read_text())
@@ -568,9 +573,7 @@ def test_index_quotes_the_deep_network_and_the_20k_ensemble():
     for method, label in (("watershed", "seeded watershed"), ("components", "paper's way")):
         seg = deep["summary"][method]["seg"]
         texts.append(f"{label}: SEG **{seg['mean']:.3f} ± {seg['sd']:.3f}**")
-    val_deep = np.mean([i["distance"]["val_seg"] for i in deep["instances"].values()])
-    val_four = np.mean([zoom["instances"][n]["distance"]["val_seg"] for n in zoom["runs"]
-                        if n.startswith(f"{plain}, seed")])
+    val_deep, val_four = _val_seg(deep), _val_seg(zoom, plain)
     texts.append(f"({val_deep:.3f} against {val_four:.3f}, under the rule)")
     assert val_deep < val_four + 0.01
     lo4, hi4 = receptive_field(4, "same")
@@ -612,7 +615,7 @@ def test_index_quotes_the_deep_network_and_the_20k_ensemble():
                   f"One seed reaches {max(seg['distance']['values']):.3f}"]
 
         def val(data: dict, method: str) -> float:
-            return float(np.mean([i[method]["val_seg"] for i in data["instances"].values()]))
+            return _val_seg(data, method=method)
 
         cc, dt = (val(d10, m) - val(f10, m) for m in ("components", "distance"))
         assert cc >= 0.01 > dt  # "past the rule's 0.01" for the paper's way only
@@ -654,8 +657,7 @@ def test_index_quotes_the_depth_study():
     index = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
 
     def val(arm: str) -> float:
-        runs = [n for n in data["runs"] if n.startswith(f"{arm}, seed")]
-        return sum(data["instances"][n]["distance"]["val_seg"] for n in runs) / len(runs)
+        return _val_seg(data, arm)
 
     def seg(summary: dict, method: str) -> str:
         return f"{summary[method]['seg']['mean']:.3f} ± {summary[method]['seg']['sd']:.3f}"

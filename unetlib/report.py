@@ -1001,7 +1001,8 @@ def front_page_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     test rebuilds it from the committed results)."""
     from unetlib.profiles import train_config
 
-    quick, levels = train_config("quick").base_channels, train_config("quick").depth
+    profile = train_config("quick")
+    quick, levels = profile.base_channels, profile.depth
     lines = ["| U-Net | truth (sequence 01) | steps, machine | seeds | SEG, paper's way | "
              "SEG, distance watershed | SEG, seeded watershed |", "|---|---|---|---|---|---|---|"]
     for experiment, what in FRONT_PAGE_ROWS.items():
