@@ -1025,13 +1025,21 @@ def test_committed_book_names_no_path_of_the_machine_that_made_it():
     offenders = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}..." for f in files
                  for m in [pattern.search(text(f))] if m]
     assert not offenders, offenders
-    # nor does a picture's base64 read like one to a scan (the runner splits those that do)
+    # nor does a picture's base64 read like one to a scan (the runner clears those that do), in
+    # outputs or in the explorers' saved widget state
     from unetlib.paths import MACHINE_PATH_LOOKALIKE
 
+    def pictures_of(nb: dict) -> list[str]:
+        outputs = [v for cell in nb["cells"] for out in cell.get("outputs", [])
+                   for k, v in out.get("data", {}).items() if k.startswith("image/")]
+        state = nb["metadata"].get("widgets", {}).get(
+            "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+        return outputs + [b["data"] for model in state.values()
+                          for b in model.get("buffers", []) if b.get("encoding") == "base64"]
+
     pictures = [f"{f.name}: {m.group(0)}" for f in files if f.suffix == ".ipynb"
-                for cell in json.loads(f.read_text())["cells"] for out in cell.get("outputs", [])
-                for m in [MACHINE_PATH_LOOKALIKE.search(out.get("data", {}).get("image/png", ""))]
-                if m]
+                for data in pictures_of(json.loads(f.read_text()))
+                for m in [MACHINE_PATH_LOOKALIKE.search(data)] if m]
     assert not pictures, pictures
     # and an executed page does not name where this machine keeps its data beside the clone
     beside = [f.name for f in files if f.suffix == ".ipynb" and "../shared" in f.read_text()]
@@ -1129,6 +1137,42 @@ def test_finished_page_hides_import_only_cells_behind_a_toggle(tmp_path):
     assert "remove-cell" in tags[0]  # the default parameters
     assert tags[1] == ["hide-input"]  # imports only
     assert tags[2] == [] and tags[3] == []  # does work; not Python
+
+
+def test_finished_page_clears_path_lookalikes_from_the_explorers_saved_pictures(tmp_path):
+    """The explorers' pictures live in the page's saved widget state as base64 JPEG; the
+    finished page's copy reads like no machine path and decodes to the same pixels."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from unetlib.paths import MACHINE_PATH_LOOKALIKE
+    from unetlib.widgets import encode_image
+
+    rng = np.random.default_rng(0)
+    while True:
+        jpeg = base64.b64encode(encode_image(rng.integers(0, 256, (96, 128, 3), np.uint8),
+                                             "jpeg", 70, 2)).decode()
+        if MACHINE_PATH_LOOKALIKE.search(jpeg):
+            break
+    path = _notebook(tmp_path / "page.ipynb", "x = 2")
+    nb = nbformat.read(path, as_version=4)
+    picture = {"model_name": "ImageModel", "model_module": "@jupyter-widgets/controls",
+               "state": {"format": "jpeg"},
+               "buffers": [{"path": ["value"], "encoding": "base64", "data": jpeg}]}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {"a1": picture}, "version_major": 2, "version_minor": 0}}
+    nbformat.write(nb, path)
+    book._finish_page(path, tmp_path / "src.ipynb", tmp_path / "out.ipynb")
+    saved = nbformat.read(path, as_version=4).metadata["widgets"]
+    data = saved["application/vnd.jupyter.widget-state+json"]["state"]["a1"]["buffers"][0]["data"]
+    assert not MACHINE_PATH_LOOKALIKE.search(data)
+
+    def pixels(text: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
+
+    assert np.array_equal(pixels(data), pixels(jpeg))
 
 
 def test_a_page_takes_its_heading_from_the_table_of_contents(tmp_path):

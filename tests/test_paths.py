@@ -183,3 +183,98 @@ def test_a_path_lookalike_includes_the_clone_folder_as_a_whole_segment():
     assert MACHINE_PATH_LOOKALIKE.search("Ab/p/Cd") and MACHINE_PATH_LOOKALIKE.search("x/P/y")
     assert MACHINE_PATH_LOOKALIKE.search("Ab/p+Cd") and MACHINE_PATH_LOOKALIKE.search("Ab/p")
     assert not MACHINE_PATH_LOOKALIKE.search("Ab/pCd/") and not MACHINE_PATH_LOOKALIKE.search("/p9")
+
+
+def _noise_jpeg_with_lookalike(restart_blocks: int, shape=(128, 160, 3)) -> tuple[str, np.ndarray]:
+    """Base64 of a noise JPEG (``unetlib.widgets.encode_image``) whose text reads like a path."""
+    import base64
+
+    from unetlib.paths import MACHINE_PATH_LOOKALIKE
+    from unetlib.widgets import encode_image
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        text = base64.b64encode(encode_image(pixels, "jpeg", 90, 2, restart_blocks)).decode()
+        if MACHINE_PATH_LOOKALIKE.search(text):
+            return text, pixels
+    raise AssertionError("no noise picture read like a path")
+
+
+def _decoded(text: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
+
+
+def test_jpeg_without_path_lookalikes_keeps_the_picture_and_clears_the_text():
+    from unetlib.paths import MACHINE_PATH_LOOKALIKE, jpeg_without_path_lookalikes
+
+    text, _ = _noise_jpeg_with_lookalike(restart_blocks=2)
+    cleared = jpeg_without_path_lookalikes(text)
+    assert not MACHINE_PATH_LOOKALIKE.search(cleared)
+    assert np.array_equal(_decoded(cleared), _decoded(text))  # fill bytes: the same pixels
+    assert jpeg_without_path_lookalikes(cleared) is cleared  # nothing left to clear
+    with pytest.raises(ValueError, match="not a JPEG"):
+        jpeg_without_path_lookalikes("/tmpAAAA")
+
+
+def test_jpeg_without_restart_markers_cannot_always_be_cleared():
+    """Without restart markers only a comment after the start marker can shift the text: three
+    texts in all, and a large noise picture reads like a path in each. An error, not a pass."""
+    from unetlib.paths import jpeg_without_path_lookalikes
+
+    text, _ = _noise_jpeg_with_lookalike(restart_blocks=0, shape=(512, 512, 3))
+    with pytest.raises(ValueError, match="every choice of fill bytes"):
+        jpeg_without_path_lookalikes(text)
+
+
+def test_a_progressive_jpeg_is_refused():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from unetlib.paths import MACHINE_PATH_LOOKALIKE, jpeg_without_path_lookalikes
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(
+            buf, format="JPEG", progressive=True)
+        text = base64.b64encode(buf.getvalue()).decode()
+        if MACHINE_PATH_LOOKALIKE.search(text):
+            break
+    with pytest.raises(ValueError, match="progressive"):
+        jpeg_without_path_lookalikes(text)
+
+
+def test_a_cleared_jpeg_decodes_to_the_same_pixels_in_chromium():
+    """The fill bytes are the standard's; a browser's decoder (Chromium's) skips them too."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if chromium is None:
+        pytest.skip("Debian chromium not installed (make setup)")
+    from unetlib.paths import jpeg_without_path_lookalikes
+
+    text, _ = _noise_jpeg_with_lookalike(restart_blocks=2)
+    cleared = jpeg_without_path_lookalikes(text)
+    draw = """async (src) => { const im = new Image(); im.src = 'data:image/jpeg;base64,' + src;
+        await im.decode(); const canvas = document.createElement('canvas');
+        canvas.width = im.width; canvas.height = im.height;
+        const context = canvas.getContext('2d'); context.drawImage(im, 0, 0);
+        return Array.from(context.getImageData(0, 0, im.width, im.height).data); }"""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            before, after = page.evaluate(draw, text), page.evaluate(draw, cleared)
+        finally:
+            browser.close()
+    assert len(after) == 128 * 160 * 4 and after == before

@@ -241,12 +241,13 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
     """Hide the notebook's default ``parameters`` cell on the rendered page (the cell papermill
     injected after it holds the values the run used, and stays visible), and replace the
     absolute input and output paths papermill records with relative ones, and split the image
-    data of pictures whose base64 text reads like such a path
-    (:func:`unetlib.paths.png_without_path_lookalikes`): the committed book names no path of
+    data of pictures whose base64 text reads like such a path, in outputs and in the saved
+    state of the explorers' widgets (:func:`unetlib.paths.png_without_path_lookalikes`,
+    :func:`unetlib.paths.jpeg_without_path_lookalikes`): the committed book names no path of
     the machine that made it, nor anything a scan would take for one."""
     import nbformat
 
-    from unetlib.paths import png_without_path_lookalikes, shown
+    from unetlib.paths import jpeg_without_path_lookalikes, png_without_path_lookalikes, shown
 
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
@@ -268,6 +269,16 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
         for out in cell.get("outputs", []):
             if "image/png" in out.get("data", {}):
                 out["data"]["image/png"] = png_without_path_lookalikes(out["data"]["image/png"])
+            if "image/jpeg" in out.get("data", {}):
+                out["data"]["image/jpeg"] = jpeg_without_path_lookalikes(out["data"]["image/jpeg"])
+    saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    for model in saved.get("state", {}).values():  # the explorers' pictures, kept for the page
+        if model.get("model_name") == "ImageModel":
+            fix = {"jpeg": jpeg_without_path_lookalikes,
+                   "png": png_without_path_lookalikes}.get(model.get("state", {}).get("format"))
+            for buffer in model.get("buffers", []):
+                if fix and buffer.get("encoding") == "base64":
+                    buffer["data"] = fix(buffer["data"])
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"], meta["output_path"] = shown(source), shown(target)

@@ -115,3 +115,86 @@ def png_without_path_lookalikes(data: str) -> str:
             raise ValueError(f"a path lookalike outside the PNG's image data: {hit.group(0)}")
         cuts.add(cut)
     raise ValueError("too many path lookalikes in the PNG's base64 text")
+
+
+def jpeg_without_path_lookalikes(data: str) -> str:
+    """A base64 baseline JPEG (``data``) whose text has no :data:`MACHINE_PATH_LOOKALIKE`, with
+    the same picture. The JPEG must carry restart markers (``encode_image`` writes one after
+    every block): the standard lets any marker be preceded by fill bytes (0xFF, ITU T.81
+    B.1.1.2), so 0, 1 or 2 of them before each restart marker and before the end marker shift
+    the following entropy-coded segment's bytes against the 3-byte groups of base64, which gives
+    three different texts for it; an empty or one-byte comment after the start marker does the
+    same for the headers. The choices are searched segment by segment, backtracking where a
+    segment reads like a path in all three. Returns ``data`` itself when it has no lookalike."""
+    if not MACHINE_PATH_LOOKALIKE.search(data):
+        return data
+    raw = base64.b64decode(data)
+    if raw[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no start-of-image marker)")
+    pos = 2
+    while True:  # the headers, up to and with the start of the one scan
+        if pos + 4 > len(raw) or raw[pos] != 0xFF:
+            raise ValueError("a JPEG without a scan, or with a damaged header")
+        kind, (length,) = raw[pos + 1], struct.unpack(">H", raw[pos + 2:pos + 4])
+        if kind in (0xC2, 0xC6, 0xCA, 0xCE):
+            raise ValueError("a progressive JPEG: only a baseline one can be cleared")
+        pos += 2 + length
+        if kind == 0xDA:
+            break
+    # the entropy-coded data, cut before each restart marker and the end marker (inside it an
+    # 0xFF byte is always followed by 0x00, so a marker cannot be mistaken)
+    pieces, start, at = [raw[2:pos]], pos, pos
+    while True:
+        at = raw.find(b"\xff", at)
+        if at < 0 or at + 1 >= len(raw):
+            raise ValueError("a JPEG without its end-of-image marker")
+        nxt = raw[at + 1]
+        if nxt == 0x00 or nxt == 0xFF:  # a stuffed byte, or a fill byte already there
+            at += 1 if nxt == 0xFF else 2
+            continue
+        if 0xD0 <= nxt <= 0xD7 or nxt == 0xD9:
+            pieces[-1] += raw[start:at]
+            pieces.append(b"")
+            start = at
+            if nxt == 0xD9:
+                pieces[-1] = raw[at:]
+                break
+            at += 2
+            continue
+        raise ValueError("a JPEG with more than one scan: only a baseline one can be cleared")
+    # choices: a comment of 4 or 5 bytes (or none) after the start marker; 0-2 fill bytes
+    # before each marker
+    options = [[b"", b"\xff\xfe\x00\x02", b"\xff\xfe\x00\x03\x00"]] + \
+        [[b"", b"\xff", b"\xff\xff"]] * (len(pieces) - 1)
+    longest = max(len(w) for w in TOP_LEVEL_FOLDERS + CLONE_FOLDERS) + 2  # slash, lookahead
+
+    def clear_up_to(out: bytes, since: int, final: bool) -> bool:
+        """No lookalike starts in the text of ``out`` from byte ``since`` on (the last
+        ``longest`` characters aside until ``final``: bytes still to come may change them)."""
+        lo = max(0, since // 3 - longest) * 3
+        hi = len(out) if final else len(out) - len(out) % 3
+        text = base64.b64encode(out[lo:hi]).decode("ascii")
+        limit = len(text) if final else len(text) - longest
+        return not any(m.start() < limit for m in MACHINE_PATH_LOOKALIKE.finditer(text))
+
+    chosen, outs, tries = [0], [b"\xff\xd8"], 0
+    while True:
+        i = len(chosen) - 1
+        tries += 1
+        if tries > 100_000:
+            raise ValueError("too many path lookalikes in the JPEG's base64 text")
+        prefix = outs[i]
+        out = prefix + options[i][chosen[i]] + pieces[i]
+        if clear_up_to(out, len(prefix), final=i == len(pieces) - 1):
+            if i == len(pieces) - 1:
+                return base64.b64encode(out).decode("ascii")
+            outs.append(out)
+            chosen.append(0)
+            continue
+        while chosen and chosen[-1] == len(options[len(chosen) - 1]) - 1:  # backtrack
+            chosen.pop()
+            outs.pop()
+        if not chosen:
+            raise ValueError("every choice of fill bytes leaves a path lookalike in the JPEG's "
+                             "base64 text (too few restart markers?)")
+        chosen[-1] += 1
