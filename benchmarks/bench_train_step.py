@@ -3,7 +3,7 @@
 A step of ``unetlib.train`` is: sample crops, augment (image, targets and weight map jointly),
 forward, loss, backward, optimiser step, EMA update, and the logged loss and batch F1. This
 script times each phase on a profile's configuration (default: the book's ``quick`` profile,
-DIC-C2DH-HeLa, 2 x 256 x 256 crops, depth 4, 16 channels, BatchNorm, Adam, EMA), then the whole
+DIC-C2DH-HeLa, 2 x 256 x 256 crops, five levels, 16 channels, BatchNorm, Adam, EMA), then the whole
 step as the training loop runs it, for three variants measured alternately in one process:
 
 * ``before``: the step as it was: fp32, contiguous (NCHW) memory and the batch F1 through

@@ -2,18 +2,18 @@
 the Cell Tracking Challenge's silver-truth masks of every frame of sequence 01 instead of its 8
 gold frames, validated on the same held-out gold frames and tested on sequence 02's gold frames.
 
-    python studies/silver_truth.py --profile quick --seeds 0 1 --steps 2500 \
+    python studies/silver_truth.py --profile quick --seeds 0 1 --steps 2500 -p depth=4 \
         --out book/results/silver_truth.json
-    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 \
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 -p depth=4 \
         --experiment silver_truth_long --out book/results/silver_truth_long.json
-    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 10000 \
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 10000 -p depth=4 \
         --experiment silver_truth_10k --out book/results/silver_truth_10k.json
-    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 20000 \
+    python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 20000 -p depth=4 \
         --experiment silver_truth_20k --out book/results/silver_truth_20k.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 -p silver_gap=5 \
-        --experiment silver_truth_gap --out book/results/silver_truth_gap.json
+        -p depth=4 --experiment silver_truth_gap --out book/results/silver_truth_gap.json
     python studies/silver_truth.py --profile quick --seeds 0 1 --steps 2500 -p base_channels=24 \
-        --experiment silver_truth_wide --out book/results/silver_truth_wide.json
+        -p depth=4 --experiment silver_truth_wide --out book/results/silver_truth_wide.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 5000 -p depth=5 \
         --experiment silver_truth_deep --out book/results/silver_truth_deep.json
     python studies/silver_truth.py --profile quick --seeds 0 1 2 --steps 10000 -p depth=5 \
@@ -25,10 +25,12 @@ A longer run continues the shorter one of the same seed where ``runs/`` holds it
 With ``-p silver_gap=N`` no time point within N frames of a validation frame is trained on
 either, and the result records ``neighbour_seg``: how much a silver mask d frames away already
 gives of a validation frame's gold mask. With ``-p base_channels=N`` (``silver_truth_wide``)
-the network is wider than the profile's (24 channels: 1.08 M parameters against 0.48 M, about
-twice the time a step): does capacity buy the faint cell margins of sequence 02 that the
-0.48 M network leaves out (``studies/seg_breakdown.py``)? With ``-p depth=5``
-(``silver_truth_deep``) the network has the paper's five levels instead of the profile's four:
+the network is wider than the four-level profile's (24 channels: 1.08 M parameters against
+0.48 M, about twice the time a step): does capacity buy the faint cell margins of sequence 02
+that the 0.48 M network leaves out (``studies/seg_breakdown.py``)? With ``-p depth=5``
+(``silver_truth_deep``) the network has the paper's five levels instead of four (the quick
+profile had four when the other experiments ran, and has had five since; ``-p depth=4`` reruns
+those):
 a fourth pooling doubles the field of view (``unetlib.model.receptive_field``: 92-100 to 188-204
 pixels), more than a HeLa cell's width; does context draw the faint margins?
 
@@ -48,6 +50,8 @@ from unetlib.interrupt import sigterm_as_interrupt
 from unetlib.profiles import train_config
 from unetlib.report import record_experiment, seed_summary
 from unetlib.train import train_seeds
+
+PAPER_DEPTH = 5  # resolution levels of the paper's U (Fig. 1: four poolings)
 
 
 def neighbour_seg(config) -> dict[str, float]:
@@ -93,15 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     if (args.experiment == "silver_truth_gap") != bool(fields.get("silver_gap")):
         p.error("--experiment silver_truth_gap goes with -p silver_gap=N (N > 0), and only it")
     page = train_config(args.profile, "02_train")
-    profile_width, profile_depth = page.base_channels, page.depth
+    profile_width = page.base_channels
     wider = int(fields.get("base_channels", profile_width)) > profile_width
     if (args.experiment == "silver_truth_wide") != wider:
         p.error(f"--experiment silver_truth_wide goes with -p base_channels=N above the "
                 f"profile's {profile_width}, and only it")
-    deeper = int(fields.get("depth", profile_depth)) > profile_depth
-    if args.experiment.startswith("silver_truth_deep") != deeper:
-        p.error(f"--experiment silver_truth_deep goes with -p depth=N above the profile's "
-                f"{profile_depth}, and only it")
+    # the names record the depth: silver_truth_deep* the paper's five levels, the others the
+    # four the quick profile had when they were made (it has had five since)
+    depth = int(fields.get("depth", page.depth))
+    deep = args.experiment.startswith("silver_truth_deep")
+    if deep != (depth >= PAPER_DEPTH):
+        need = (f"the paper's {PAPER_DEPTH} levels" if deep else
+                "fewer levels than the paper's (-p depth=4: the quick profile's when it ran)")
+        p.error(f"--experiment {args.experiment} names runs with {need}; these would have "
+                f"{depth} levels (the profile's: {page.depth})")
     if args.steps is not None:
         fields["steps"] = args.steps
     config = train_config(args.profile, "02_train", **{"truth": "silver", "silver_val": 0,

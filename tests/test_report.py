@@ -398,7 +398,7 @@ def test_front_page_table_rows_come_from_the_result_files():
     wide = {"silver_truth_wide": {**_experiment(), "runs": wide_runs,
                                   "summary": seed_summary(wide_runs)}}
     deep_runs = {"seed 0": _front_run(0.6, 0.8, 5000, truth="silver", n_train=82)}
-    deep_runs["seed 0"]["config"]["depth"] = 5  # the paper's five levels, the profile's width
+    deep_runs["seed 0"]["config"]["depth"] = 4  # the profile's former four levels, its width
     deep = {"silver_truth_deep": {**_experiment(), "runs": deep_runs,
                                   "summary": seed_summary(deep_runs)}}
     bf16_runs = {"seed 0": _front_run(0.6, 0.8, 20000, truth="silver", n_train=82)}
@@ -415,7 +415,7 @@ def test_front_page_table_rows_come_from_the_result_files():
                                                       "1"]  # its own width, not renamed
     assert _row(table, "quick, 24 channels")[1:4] == ["silver, 82 frames", "2,500, 2 CPU cores",
                                                       "1"]
-    assert _row(table, "quick, 5 levels")[1:4] == ["silver, 82 frames", "5,000, 2 CPU cores",
+    assert _row(table, "quick, 4 levels")[1:4] == ["silver, 82 frames", "5,000, 2 CPU cores",
                                                    "1"]
     # an ensemble shows its row of all runs averaged, not its single runs
     assert _row(table, "quick, three runs averaged")[1:] == [
@@ -425,7 +425,7 @@ def test_front_page_table_rows_come_from_the_result_files():
     assert [[c.strip() for c in r] for r in quick_rows] == [
         ["silver, 82 frames", "20,000, 2 CPU cores (bf16 steps)", "1"],
         ["silver, 65 frames, none within 5 of a validation frame", "5,000, 2 CPU cores", "1"]]
-    row = _row(table, "quick (0.48 M), `make book`")
+    row = _row(table, "quick (1.94 M), `make book`")
     assert row[1:] == ["gold, 6 frames", "1,000, 2 CPU cores", "3", "0.400 ± 0.100", "–",
                        "0.700 ± 0.000"]
     # a time limit stops runs at different steps: the range; a method the result predates: "–"

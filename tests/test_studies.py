@@ -211,11 +211,11 @@ def test_zoom_silver_trains_both_arms_on_silver_and_differs_only_in_the_zoom(tmp
 
 
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
-def test_depth_study_trains_the_gold_profile_at_its_depth_and_at_the_papers(tmp_path):
+def test_depth_study_trains_the_gold_profile_at_four_levels_and_at_the_papers_five(tmp_path):
     data = run_tiny(depth, tmp_path, "-p", "steps=2")
     four, five = (arm_configs(data)[arm] for arm in depth.ARMS)
     assert {k for k in four if four[k] != five[k]} == {"depth"}
-    assert (four["depth"], five["depth"]) == (2, 5)  # the page's (here TINY's) and the paper's
+    assert (four["depth"], five["depth"]) == (4, 5)  # whatever the page's (here TINY's 2)
     assert (four["truth"], four["steps"]) == ("gold", 2)
     assert data["questions"] == {"depth": list(depth.ARMS)}
 
@@ -254,6 +254,9 @@ def test_silver_truth_gap_experiment_goes_with_a_gap_and_leaves_the_neighbours_o
     with pytest.raises(SystemExit):
         silver_truth.main([*base, "--experiment", "silver_truth_deep",
                            "--out", str(tmp_path / "e.json")])
+    with pytest.raises(SystemExit):  # the four-level names, at the profile's five levels
+        silver_truth.main(["--seeds", "0", "--steps", "2", "--experiment", "silver_truth_10k",
+                           "--out-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "f.json")])
     assert not list(tmp_path.glob("*.json"))
     out = tmp_path / "silver_truth_gap.json"
     assert silver_truth.main([*base, "-p", "silver_gap=2", "--experiment", "silver_truth_gap",

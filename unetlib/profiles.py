@@ -60,35 +60,36 @@ _SMOKE_TRAIN = {
 _QUICK_TRAIN = {
     # sized so that `make book` (six training runs: three seeds here, one each for the EM
     # chapter, the augmentation ablation and the weight-map experiment) stays within 30 minutes
-    # on 2 CPU cores (AMD EPYC) with native bf16: 78-84 s a 1,000-step run, 13 min 0 s end to
-    # end in a fresh clone (book/rerun.md). An AVX2-only EPYC trains in fp32
-    # (amp_cpu below), about 0.31 s a step: 40 min 20 s at 1,000 steps.
+    # on 2 CPU cores (AMD EPYC) with native bf16 (book/rerun.md has the times end to end). An
+    # AVX2-only EPYC trains in fp32 (amp_cpu below), about 0.31 s a step with four levels:
+    # 40 min 20 s end to end at 1,000 steps.
     # BatchNorm (the LIVECell reproduction's variant) learns the low-contrast DIC frames far
     # faster than the paper's BN-free network.
     "dataset": "DIC-C2DH-HeLa",
     "image_size": 256,
     "n_train": 0,  # 0 = every frame of the split
     "n_test": 0,
-    # four levels, one fewer than the paper's, for speed. studies/depth.py (book/results/
-    # depth.json) finds the paper's five better on validation (SEG 0.865 against 0.828, past the
-    # studies' rule): adopting them re-executes every chapter and the studies that reuse the
-    # chapters' runs, not yet done
-    "depth": 4,
+    # the paper's five levels. The profile had four, for speed, until studies/depth.py
+    # (book/results/depth.json, 1,000 steps, 3 seeds) found five better on validation (SEG 0.865
+    # against 0.828, past the studies' rule) for about 10% more time a step
+    "depth": 5,
     "base_channels": 16,
     "padding": "same",
     "batch_norm": True,
     "optimizer": "adam",
     "lr": 2e-3,
-    # from the budget curve (book/results/budget_curve.json, validation SEG of the distance
-    # watershed): each further 200 steps must buy the studies' 0.01 (report.ADOPT_GAIN, applied
-    # by report.steps_from_budget_curve; tested); 800 -> 1,000 bought 0.013, 1,000 -> 1,200
-    # only 0.003. The test frames take no part
-    "steps": 1000,
+    # from the budget curve of the five-level network (book/results/budget_curve.json,
+    # validation SEG of the distance watershed): each further 200 steps must buy the studies'
+    # 0.01 (report.ADOPT_GAIN, applied by report.steps_from_budget_curve; tested); 600 -> 800
+    # bought 0.012, 800 -> 1,000 only 0.0097. The test frames take no part. (The four-level
+    # network's curve, book/results/quick_four_levels/budget_curve.json, had chosen 1,000.)
+    "steps": 800,
     "batch_size": 2,
     "eval_every": 100,
     # an average of the weights (beyond the paper): with a constant rate a short run's
-    # checkpoints swing widely (book/results/budget_curve.json: test SEG 0.39-0.72 between
-    # neighbouring checkpoints); the averaged weights' validation loss falls smoothly
+    # checkpoints swing widely (book/results/quick_four_levels/budget_curve.json: test SEG
+    # 0.39-0.72 between neighbouring checkpoints); the averaged weights' validation loss falls
+    # smoothly
     "ema": 0.99,
     # the fast training step: channels-last memory and bf16 autocast on the CPU, 2.4x the
     # steps per second of the fp32 step on 2 AMD EPYC cores with native bf16

@@ -327,7 +327,7 @@ def train_step_table(data: Mapping[str, Any]) -> str:
     note = (f"\nMilliseconds (medians of {w['steps_timed']} steps per variant, alternated in "
             f"{w['rounds']} rounds) on {w['dataset']}: {w['batch_size']} crops of "
             f"{w['crop']} x {w['crop']} pixels, depth {w['depth']}, {w['base_channels']} "
-            f"channels, the {w['profile']} profile's options.\n")
+            f"channels, the {w['profile']} profile's options when it ran.\n")
     return _measured_on(data) + "\n".join(lines) + "\n" + note
 
 
@@ -961,7 +961,7 @@ ENSEMBLE_ARM = "all runs averaged"
 # the rows of the front page's table (book/index.md): experiment -> what trained, in words
 # without numbers (the steps, seeds, machine and scores come from the result file)
 FRONT_PAGE_ROWS: dict[str, str] = {
-    "02_train": "quick (0.48 M), `make book`",
+    "02_train": "quick (1.94 M), `make book`",
     "silver_truth": "quick",
     "silver_truth_long": "quick",
     "silver_truth_10k": "quick",
