@@ -531,6 +531,22 @@ def test_budget_note_speaks_only_when_a_study_trained_at_another_budget():
                        ["steps"]) == ""
 
 
+def test_budget_note_names_another_depth_when_the_page_gives_its_own():
+    def study(steps, depth, command="python studies/x.py"):
+        return {"command": command, "runs": {"seed 0": {"config": {"steps": steps,
+                                                                   "depth": depth}}}}
+
+    assert budget_note(study(800, 4), 800) == ""  # the page's depth not given: not compared
+    assert budget_note(study(800, 5), 800, 5) == ""
+    text = budget_note(study(800, 4), 800, 5)
+    assert "set to 4 levels, this page's to 5 levels" in text and "`-p depth=4`" in text
+    both = budget_note(study(700, 4), 800, 5)
+    assert "set to 700 steps and 4 levels, this page's to 800 steps and 5 levels" in both
+    assert "`-p steps=700 -p depth=4`" in both
+    said = budget_note(study(700, 4, "python studies/x.py -p steps=700 -p depth=4"), 800, 5)
+    assert "Its command" not in said  # it says so already
+
+
 def _few(frames_to_arms):
     summaries = {}
     for (frames, kind), (mean, sd) in frames_to_arms.items():

@@ -832,25 +832,48 @@ def config_table(config: Any) -> str:
     return "\n".join(rows)
 
 
-def budget_note(data: Mapping[str, Any], steps: int) -> str:
+def budget_note(data: Mapping[str, Any], steps: int, depth: int | None = None) -> str:
     """Markdown: empty when every run of a study file was set to ``steps`` training steps (the
-    page's own budget); else one sentence that says the study trained at another budget, so that
+    page's own budget) and, where the page's ``depth`` is given, had its number of resolution
+    levels; else one sentence that says the study trained another network or budget, so that
     its arms are read against each other and not against the page's headline (a study made
-    before the profile's steps changed stays valid for its own question)."""
+    before the profile changed stays valid for its own question), with the overrides that
+    rerun it as committed where one value each does."""
     theirs = sorted(_study_steps(data))
-    if not theirs or theirs == [int(steps)]:
+    levels = sorted(_study_depths(data)) if depth is not None else []
+    other_steps = bool(theirs) and theirs != [int(steps)]
+    other_depth = bool(levels) and levels != [int(depth)]
+    if not (other_steps or other_depth):
         return ""
-    said = " and ".join(f"{s:,}" for s in theirs)
-    rerun = (f" Its command above reruns it as committed with `-p steps={theirs[0]}`."
-             if len(theirs) == 1 and "steps=" not in data.get("command", "") else "")
-    return (f"_This study's runs were set to {said} steps, this page's to {int(steps):,}: read "
-            f"its arms against each other, not against the results above.{rerun}_")
+    command = data.get("command", "")
+    said, page, overrides = [], [], []
+    if other_steps:
+        said.append(" and ".join(f"{s:,}" for s in theirs) + " steps")
+        page.append(f"{int(steps):,} steps")
+        if len(theirs) == 1 and "steps=" not in command:
+            overrides.append(f"-p steps={theirs[0]}")
+    if other_depth:
+        said.append(" and ".join(str(d) for d in levels) + " levels")
+        page.append(f"{int(depth)} levels")
+        if len(levels) == 1 and "depth=" not in command:
+            overrides.append(f"-p depth={levels[0]}")
+    rerun = (f" Its command above reruns it as committed with `{' '.join(overrides)}`."
+             if overrides else "")
+    return (f"_This study's runs were set to {' and '.join(said)}, this page's to "
+            f"{' and '.join(page)}: read its arms against each other, not against the results "
+            f"above.{rerun}_")
 
 
 def _study_steps(data: Mapping[str, Any]) -> set[int]:
     """The training steps the runs of a study file were set to (their configurations)."""
     return {int(r["config"]["steps"]) for r in data.get("runs", {}).values()
             if isinstance(r, Mapping) and "config" in r}
+
+
+def _study_depths(data: Mapping[str, Any]) -> set[int]:
+    """The resolution levels of the runs of a study file (their configurations)."""
+    return {int(r["config"]["depth"]) for r in data.get("runs", {}).values()
+            if isinstance(r, Mapping) and "depth" in r.get("config", {})}
 
 
 def describe_run_set(data: Mapping[str, Any]) -> str:
