@@ -360,7 +360,7 @@ def test_static_explorer_holds_each_picture_and_links_the_slider_in_the_page(sam
     pictures = [page.children[0].value for page in box.stack.children]
     for v, picture in zip(values, pictures, strict=True):
         explorer.set(**{control: v})
-        assert picture == W.encode_image(explorer.rgb, "jpeg", 75, subsampling=2)
+        assert picture == W.encode_image(explorer.rgb, "jpeg", 70, subsampling=2)
     assert len(set(pictures)) == len(values)  # every value shows its own picture
     start = values.index(before[control]) if before[control] in values else 0
     assert box.slider.index == box.stack.selected_index == start
@@ -380,3 +380,23 @@ def test_static_explorer_refuses_bad_arguments_by_name(samples):
         W.static_explorer(w, "w0", [1.0])
     with pytest.raises(ValueError, match="start"):
         W.static_explorer(w, "w0", [0.0, 1.0], start=3.0)
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 2])
+def test_encode_image_writes_a_restart_marker_every_few_blocks_and_the_same_pixels(blocks):
+    """Restart markers (what lets a page's copy be cleared of path lookalikes) change the
+    entropy coding only: the decoded pixels are those of the JPEG without them."""
+    import io
+
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    data = W.encode_image(rgb, "jpeg", 70, 2, restart_blocks=blocks)
+    markers = sum(data.count(bytes([0xFF, 0xD0 + k])) for k in range(8))
+    mcus = (64 // 16) * (96 // 16)  # 16 x 16 pixels a block at 4:2:0
+    assert markers == (mcus - 1) // blocks if blocks else markers == 0
+
+    def pixels(b: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(b)))
+
+    assert np.array_equal(pixels(data), pixels(W.encode_image(rgb, "jpeg", 70, 2, 0)))
