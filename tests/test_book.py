@@ -595,6 +595,19 @@ def test_index_quotes_the_deep_network_and_the_20k_ensemble():
               f"(validation {gain:+.3f} over its runs alone, under the rule)",
               f"lowers the single runs to {alone['mean']:.3f} ± {alone['sd']:.3f}"]
     assert not ens["adopted"] and not tta["adopted"]
+    deep_ens = results / "ensemble_silver_deep_10k.json"
+    if deep_ens.is_file():  # the five-level 10,000-step runs averaged
+        data = json.loads(deep_ens.read_text())
+        assert {r["config"]["depth"] for r in data["runs"].values()} == {5}
+        assert not data["adopted"]
+        (gain,) = [g for n, g in data["val_gains"].items() if n.startswith("all runs")]
+        seg = {m: data["summaries"]["all runs averaged"][m]["seg"]["mean"]
+               for m in ("distance", "watershed", "components")}
+        texts.append(f"silver truth, five levels, three runs averaged, distance-transform "
+                     f"watershed: SEG **{seg['distance']:.3f}**; seeded watershed: SEG "
+                     f"**{seg['watershed']:.3f}**; paper's way: SEG **{seg['components']:.3f}** "
+                     f"(validation {gain:+.3f} over its runs alone, under the rule, so not "
+                     "adopted)")
     longer = results / "silver_truth_deep_10k.json"
     if longer.is_file():  # the five levels at 10,000 steps, against four on the same CPU
         d10 = json.loads(longer.read_text())

@@ -23,7 +23,8 @@ EXPERIMENTS = ("02_train", "02_train_gold_validation", "02_train_em",
                "few_images", "recipes", "schedule", "border_weight", "depth", "tta_em", "tta_hela",
                "tta_silver", "tta_silver_long",
                "ensemble_silver_10k", "ensemble_silver_10k_tta", "ensemble_silver_20k",
-               "ensemble_silver_20k_tta", "gpu_quick_long", "gpu_paper")
+               "ensemble_silver_20k_tta", "ensemble_silver_deep_10k", "gpu_quick_long",
+               "gpu_paper")
 # the chapters' own experiments (the studies summarise their many runs as arms instead)
 CHAPTERS = ("02_train", "02_train_gold_validation", "02_train_em", "03_augmentation_ablation",
             "04_weight_maps")
