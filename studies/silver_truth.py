@@ -51,8 +51,6 @@ from unetlib.profiles import train_config
 from unetlib.report import record_experiment, seed_summary
 from unetlib.train import train_seeds
 
-PAPER_DEPTH = 5  # resolution levels of the paper's U (Fig. 1: four poolings)
-
 
 def neighbour_seg(config) -> dict[str, float]:
     """How much the silver mask of a time point near a validation frame already gives of that
@@ -104,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"profile's {profile_width}, and only it")
     # the names record the depth: silver_truth_deep* the paper's five levels, the others the
     # four the quick profile had when they were made (it has had five since)
-    depth = int(fields.get("depth", page.depth))
+    depth, paper_depth = int(fields.get("depth", page.depth)), train_config("paper").depth
     deep = args.experiment.startswith("silver_truth_deep")
-    if deep != (depth >= PAPER_DEPTH):
-        need = (f"the paper's {PAPER_DEPTH} levels" if deep else
+    if deep != (depth >= paper_depth):
+        need = (f"the paper's {paper_depth} levels" if deep else
                 "fewer levels than the paper's (-p depth=4: the quick profile's when it ran)")
         p.error(f"--experiment {args.experiment} names runs with {need}; these would have "
                 f"{depth} levels (the profile's: {page.depth})")

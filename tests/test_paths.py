@@ -278,3 +278,19 @@ def test_a_cleared_jpeg_decodes_to_the_same_pixels_in_chromium():
         finally:
             browser.close()
     assert len(after) == 128 * 160 * 4 and after == before
+
+
+def test_picture_without_path_lookalikes_dispatches_by_format_and_refuses_the_rest():
+    from unetlib.paths import (MACHINE_PATH_LOOKALIKE, jpeg_without_path_lookalikes,
+                               picture_without_path_lookalikes)
+
+    text, _ = _noise_jpeg_with_lookalike(restart_blocks=2)
+    cleared = jpeg_without_path_lookalikes(text)
+    assert picture_without_path_lookalikes(text, "image/jpeg") == cleared
+    assert picture_without_path_lookalikes(text, "jpeg") == cleared
+    with pytest.raises(ValueError, match="not a PNG"):  # a JPEG labelled PNG is not passed
+        picture_without_path_lookalikes(text, "png")
+    with pytest.raises(ValueError, match="image/gif picture"):
+        picture_without_path_lookalikes("R0lG/tmpAAAA", "image/gif")
+    assert picture_without_path_lookalikes("R0lGAAAA", "image/gif") == "R0lGAAAA"
+    assert not MACHINE_PATH_LOOKALIKE.search(cleared)

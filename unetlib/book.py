@@ -247,7 +247,7 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
     the machine that made it, nor anything a scan would take for one."""
     import nbformat
 
-    from unetlib.paths import jpeg_without_path_lookalikes, png_without_path_lookalikes, shown
+    from unetlib.paths import picture_without_path_lookalikes, shown
 
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
@@ -267,18 +267,16 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
     own_figure_labels(nb.cells, target.stem)
     for cell in nb.cells:  # pictures whose base64 reads like a machine path
         for out in cell.get("outputs", []):
-            if "image/png" in out.get("data", {}):
-                out["data"]["image/png"] = png_without_path_lookalikes(out["data"]["image/png"])
-            if "image/jpeg" in out.get("data", {}):
-                out["data"]["image/jpeg"] = jpeg_without_path_lookalikes(out["data"]["image/jpeg"])
+            data = out.get("data", {})
+            for mime in [k for k in data if k.startswith("image/") and k != "image/svg+xml"]:
+                data[mime] = picture_without_path_lookalikes(data[mime], mime)
     saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
     for model in saved.get("state", {}).values():  # the explorers' pictures, kept for the page
         if model.get("model_name") == "ImageModel":
-            fix = {"jpeg": jpeg_without_path_lookalikes,
-                   "png": png_without_path_lookalikes}.get(model.get("state", {}).get("format"))
             for buffer in model.get("buffers", []):
-                if fix and buffer.get("encoding") == "base64":
-                    buffer["data"] = fix(buffer["data"])
+                if buffer.get("encoding") == "base64":
+                    buffer["data"] = picture_without_path_lookalikes(
+                        buffer["data"], model.get("state", {}).get("format", "png"))
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"], meta["output_path"] = shown(source), shown(target)

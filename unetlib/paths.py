@@ -168,7 +168,7 @@ def jpeg_without_path_lookalikes(data: str) -> str:
         [[b"", b"\xff", b"\xff\xff"]] * (len(pieces) - 1)
     longest = max(len(w) for w in TOP_LEVEL_FOLDERS + CLONE_FOLDERS) + 2  # slash, lookahead
 
-    def clear_up_to(out: bytes, since: int, final: bool) -> bool:
+    def clear_up_to(out: bytearray, since: int, final: bool) -> bool:
         """No lookalike starts in the text of ``out`` from byte ``since`` on (the last
         ``longest`` characters aside until ``final``: bytes still to come may change them)."""
         lo = max(0, since // 3 - longest) * 3
@@ -177,24 +177,39 @@ def jpeg_without_path_lookalikes(data: str) -> str:
         limit = len(text) if final else len(text) - longest
         return not any(m.start() < limit for m in MACHINE_PATH_LOOKALIKE.finditer(text))
 
-    chosen, outs, tries = [0], [b"\xff\xd8"], 0
+    out, chosen, starts, tries = bytearray(b"\xff\xd8"), [0], [2], 0  # starts: piece i's offset
     while True:
         i = len(chosen) - 1
         tries += 1
         if tries > 100_000:
             raise ValueError("too many path lookalikes in the JPEG's base64 text")
-        prefix = outs[i]
-        out = prefix + options[i][chosen[i]] + pieces[i]
-        if clear_up_to(out, len(prefix), final=i == len(pieces) - 1):
+        del out[starts[i]:]  # what a choice since piece i had added
+        out += options[i][chosen[i]] + pieces[i]
+        if clear_up_to(out, starts[i], final=i == len(pieces) - 1):
             if i == len(pieces) - 1:
                 return base64.b64encode(out).decode("ascii")
-            outs.append(out)
             chosen.append(0)
+            starts.append(len(out))
             continue
         while chosen and chosen[-1] == len(options[len(chosen) - 1]) - 1:  # backtrack
             chosen.pop()
-            outs.pop()
+            starts.pop()
         if not chosen:
             raise ValueError("every choice of fill bytes leaves a path lookalike in the JPEG's "
                              "base64 text (too few restart markers?)")
         chosen[-1] += 1
+
+
+def picture_without_path_lookalikes(data: str, fmt: str) -> str:
+    """A base64 picture of format ``fmt`` ("png" or "jpeg", or a MIME type "image/png",
+    "image/jpeg") cleared of path lookalikes (:func:`png_without_path_lookalikes`,
+    :func:`jpeg_without_path_lookalikes`); another format is returned as it is when its text
+    reads like no path, else refused."""
+    kind = fmt.removeprefix("image/")
+    if kind == "png":
+        return png_without_path_lookalikes(data)
+    if kind in ("jpeg", "jpg"):
+        return jpeg_without_path_lookalikes(data)
+    if MACHINE_PATH_LOOKALIKE.search(data):
+        raise ValueError(f"a {fmt} picture whose base64 reads like a path cannot be cleared")
+    return data
