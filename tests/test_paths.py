@@ -281,8 +281,11 @@ def test_a_cleared_jpeg_decodes_to_the_same_pixels_in_chromium():
 
 
 def test_picture_without_path_lookalikes_dispatches_by_format_and_refuses_the_rest():
-    from unetlib.paths import (MACHINE_PATH_LOOKALIKE, jpeg_without_path_lookalikes,
-                               picture_without_path_lookalikes)
+    from unetlib.paths import (
+        MACHINE_PATH_LOOKALIKE,
+        jpeg_without_path_lookalikes,
+        picture_without_path_lookalikes,
+    )
 
     text, _ = _noise_jpeg_with_lookalike(restart_blocks=2)
     cleared = jpeg_without_path_lookalikes(text)
