@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unetlib import train as T  # noqa: E402
+from unetlib.book import parse_override  # noqa: E402
 from unetlib.config import TrainConfig  # noqa: E402
 from unetlib.model import center_crop  # noqa: E402
 from unetlib.profiles import PROFILES  # noqa: E402
@@ -127,11 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two variants")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("-p", dest="overrides", action="append", type=parse_override,
+                        default=[], metavar="FIELD=VALUE",
+                        help="a TrainConfig override of the page's options (e.g. depth=4)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     options = dict(PROFILES[args.profile]["train"][args.page])
-    for name in ("channels_last", "amp_cpu"):
+    options.update(args.overrides)
+    for name in ("channels_last", "amp_cpu"):  # the variants set these
         options.pop(name, None)
     base = TrainConfig(**options, data_root=args.data_root, progress=False)
     train_s, _, _ = T.load_splits(base)  # a missing data set is an error, not a synthetic run
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                      "batch_size": base.batch_size, "depth": base.depth,
                      "base_channels": base.base_channels, "batch_norm": base.batch_norm,
                      "optimizer": base.optimizer, "augment": base.augment, "ema": base.ema,
+                     "overrides": dict(args.overrides),
                      "steps_timed": args.steps * args.rounds, "rounds": args.rounds},
         "results": results,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from unetlib import metrics as M
 from unetlib.instances import (
@@ -217,6 +218,18 @@ def test_a_record_knows_whether_it_was_chosen_on_todays_grid(method):
     assert not scanned_current_grid({}, method)
     # fixed parameters were never chosen on a grid
     assert scanned_current_grid({"params": params.as_dict(), "chosen_on": "fixed"}, method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_scan_is_the_same_on_any_number_of_threads(method):
+    rng = np.random.default_rng(1)
+    probs = [ndi_smooth(rng.random((96, 96)), 4) for _ in range(3)]
+    labels = [ndimage.label(p > 0.55)[0] for p in probs]
+    one = choose_instances(probs, labels, method, workers=1)
+    for workers in (2, 3, None):
+        assert choose_instances(probs, labels, method, workers=workers) == one
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        choose_instances(probs, labels, method, workers=0)
 
 
 def test_choose_instances_tie_break_is_reproducible():

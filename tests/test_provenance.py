@@ -16,6 +16,7 @@ import torch
 
 from unetlib import provenance
 from unetlib.provenance import (
+    ISA_LIMIT_VARIABLES,
     command_line,
     cpu_bf16,
     cpu_name,
@@ -224,6 +225,20 @@ def test_cpu_bf16_is_what_onednn_says_and_false_without_it(monkeypatch):
 
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing)
     assert cpu_bf16() is False
+
+
+def test_kernels_held_below_the_cpu_are_recorded_and_retyped(monkeypatch):
+    for name in ISA_LIMIT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--n", "3"])
+    assert "cpu_isa_limits" not in hardware() and command_line() == "python bench.py --n 3"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert hardware()["cpu_isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2",
+                                            "ATEN_CPU_CAPABILITY": "avx2"}
+    # the command reruns the measurement as it was made: the variables first
+    assert command_line() == ("ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 "
+                              "python bench.py --n 3")
 
 
 @pytest.mark.parametrize("device", ["cpu", torch.device("cpu")])

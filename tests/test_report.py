@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -213,6 +214,13 @@ def test_benchmark_table_head_and_scalar_columns():
     head = benchmark_table({**BENCH, "hardware": hw}).partition("\n\n")[0]
     assert head.startswith("Measured on AMD EPYC, AVX2, cpu, 2.4.0 (without native bf16), 2 "
                            "threads")
+    # kernels held to AVX2 on an AVX-512 CPU: said, never read as an AVX2-only CPU
+    limits = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    head = benchmark_table({**BENCH, "hardware": {**hw, "cpu_isa_limits": limits}}
+                           ).partition("\n\n")[0]
+    assert head.startswith("Measured on AMD EPYC, AVX2, cpu, 2.4.0 (without native bf16), its "
+                           "kernels held to AVX2 by `ATEN_CPU_CAPABILITY=avx2` and "
+                           "`ONEDNN_MAX_CPU_ISA=AVX2`, 2 threads")
 
 
 def test_benchmark_table_speedups_line():
@@ -455,6 +463,10 @@ def test_describe_budget_curve_names_the_best_step_and_the_differences():
     assert ("step 200: test SEG 0.800 (distance watershed) and 0.300 (paper's way)"
             in describe_budget_curve(curve, config))
     assert "`input_tile=256` (here `608`)" in text and "`ema=0.0` (here `0.99`)" in text
+    # five levels: every tile that keeps the 96-pixel margins gives the same probabilities
+    five = describe_budget_curve({**curve, "config": {**curve["config"], "tile": 608}},
+                                 dataclasses.replace(config, depth=5, input_tile=704))
+    assert "input_tile" not in five and "`ema=0.0` (here `0.99`)" in five
     assert "steps" not in text.split("differ")[1] and "lr=" not in text
 
 

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from unetlib.model import UNet
+from unetlib.model import UNet, valid_input_size
 from unetlib.tiling import (
     _plan,
     default_tile,
     mirror_pad,
+    one_pass_tile,
     padded_extent,
     predict_tiled,
     tile_memory,
+    tiles_agree,
 )
 
 
@@ -146,6 +148,61 @@ def test_tile_independent_result():
     a = predict_tiled(model, image, tile=60)
     b = predict_tiled(model, image, tile=124)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def _same_bn_net(depth: int) -> UNet:
+    torch.manual_seed(depth)
+    model = UNet(in_channels=1, num_classes=2, depth=depth, base_channels=2, padding="same",
+                 batch_norm=True).eval()
+    for m in model.modules():  # statistics far from the identity, as a trained network's
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return model
+
+
+def test_five_level_same_padding_gives_the_same_probabilities_with_any_tile():
+    """The five-level default margin (96 px) exceeds the valid network's 92: the stitched
+    centres see no zero padding, and tiles of 208 (many per image) to 704 (one) agree exactly.
+    With four levels the margin is the valid one's (44) and tiles differ a little."""
+    image = torch.randn(1, 300, 260)
+    model = _same_bn_net(5)
+    tiles = (208, 304, 512, one_pass_tile(300, 5, "same"))
+    outs = [predict_tiled(model, image, tile=t) for t in tiles]
+    assert [_plan(5, "same", t, None)[1] for t in tiles] == [96] * 4
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0], atol=1e-6, rtol=0)
+    four = _same_bn_net(4)
+    a, b = (predict_tiled(four, image, tile=t) for t in (96, 152))
+    assert float((a - b).abs().max()) > 1e-5
+    assert all(tiles_agree(5, "same", t, 704) for t in tiles)
+    assert not tiles_agree(4, "same", 96, 152)
+    assert not tiles_agree(5, "same", 192, 704)  # 192 narrows the margin to 88
+    assert tiles_agree(5, "valid", 572, 700)
+
+
+@pytest.mark.parametrize("size, depth, padding, tile", [
+    (512, 5, "same", 704), (512, 5, "valid", 700), (512, 4, "same", 600), (300, 5, "same", 496),
+    (1, 3, "same", 44)])
+def test_one_pass_tile_is_the_smallest_tile_that_covers_the_image(size, depth, padding, tile):
+    assert one_pass_tile(size, depth, padding) == tile
+    full = _plan(depth, padding, valid_input_size(2000, depth, padding), None)[1]
+    stride, margin = _plan(depth, padding, tile, None)
+    assert stride >= size and margin == full
+    # every smaller tile narrows the margin or leaves part of the image to a second pass
+    smaller = [t for t in range(1, tile) if _valid_same(t, depth, padding)]
+    assert all(_plan(depth, padding, t, None)[0] < size or _plan(depth, padding, t, None)[1]
+               < full for t in smaller)
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        one_pass_tile(0, depth, padding)
+
+
+def _valid_same(tile: int, depth: int, padding: str) -> bool:
+    try:
+        _plan(depth, padding, tile, None)
+    except ValueError:
+        return False
+    return True
 
 
 def test_same_padding_single_tile_and_shapes():

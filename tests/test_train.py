@@ -141,6 +141,44 @@ def test_instance_parameters_come_from_validation_seg_only(tmp_path, monkeypatch
     assert r["run"] != tiny(tmp_path).run_name()
 
 
+@pytest.mark.parametrize("kw", [{}, {"ema": 0.5, "batch_norm": True},
+                                {"channels_last": True, "batch_norm": True, "steps": 6}])
+def test_final_evaluation_reuses_the_best_validations_probabilities_exactly(tmp_path,
+                                                                            monkeypatch, kw):
+    seen = {}
+    real = T.evaluate_model
+
+    def spy(model, config, val_images, val_labels, test_images, test_labels, val_probs=None):
+        seen.update(model=model, config=config, val_images=val_images, val_probs=val_probs)
+        return real(model, config, val_images, val_labels, test_images, test_labels,
+                    val_probs=val_probs)
+
+    monkeypatch.setattr(T, "evaluate_model", spy)
+    r = T.train(tiny(tmp_path, tune_threshold=True, **kw))
+    kept = seen["val_probs"]
+    assert kept is not None and len(kept) == len(r["frames"]["val"])
+    # the restored best weights predict the very same arrays again
+    again = E.predict_frames(seen["model"], seen["val_images"], seen["config"])
+    assert all(np.array_equal(a, b) for a, b in zip(kept, again, strict=True))
+
+
+def test_evaluation_predicts_validation_frames_only_without_their_probabilities(monkeypatch):
+    predicted = []
+    monkeypatch.setattr(E, "predict_frames", lambda model, images, config: (
+        predicted.append(len(images)) or [np.full((8, 8), 0.9, np.float32) for _ in images]))
+    config = T.TrainConfig(**{**TINY, "tune_threshold": False})
+    frames, labels = [np.zeros((8, 8))] * 2, [np.ones((8, 8), np.int32)] * 2
+    E.evaluate_model(None, config, frames, labels, frames[:1], labels[:1])
+    assert predicted == [2, 1]
+    predicted.clear()
+    E.evaluate_model(None, config, frames, labels, frames[:1], labels[:1],
+                     val_probs=[np.full((8, 8), 0.9, np.float32)] * 2)
+    assert predicted == [1]  # the test frame only
+    with pytest.raises(ValueError, match="val_probs has 1 maps for 2 validation frames"):
+        E.evaluate_model(None, config, frames, labels, frames[:1], labels[:1],
+                         val_probs=[np.zeros((8, 8), np.float32)])
+
+
 def test_select_by_val_seg_keeps_the_checkpoint_with_the_best_validation_seg(tmp_path):
     r = T.train(tiny(tmp_path, select_by="val_seg", steps=6, eval_every=2, tune_threshold=True))
     rows = r["history"]

@@ -173,12 +173,20 @@ def choose_all(val_probs: Sequence[np.ndarray] | None, val_labels: Sequence[np.n
 
 def evaluate_model(model: nn.Module, config: Any, val_images: Sequence[np.ndarray],
                    val_labels: Sequence[np.ndarray], test_images: Sequence[np.ndarray],
-                   test_labels: Sequence[np.ndarray]) -> dict[str, Any]:
+                   test_labels: Sequence[np.ndarray],
+                   val_probs: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
     """Choose each instance method's parameters on the validation frames, then score the test
     frames with them. Returns ``{method: {"params", "chosen_on", "val_seg", "scan", "metrics",
     "per_image"}}`` plus ``"fixed"``: the paper's way at the config's fixed threshold (so the
-    choice's effect is on record)."""
-    val_probs = predict_frames(model, val_images, config) if len(val_images) else None
+    choice's effect is on record). ``val_probs``: ``model``'s probabilities of ``val_images``
+    where they are already at hand (the training loop keeps its best validation's), else they
+    are predicted."""
+    if val_probs is not None and len(val_probs) != len(val_images):
+        raise ValueError(f"val_probs has {len(val_probs)} maps for {len(val_images)} "
+                         "validation frames")
+    if val_probs is None and len(val_images):
+        val_probs = predict_frames(model, val_images, config)
+    val_probs = list(val_probs) if val_probs is not None and len(val_probs) else None
     test_probs = predict_frames(model, test_images, config)
     return evaluate_probabilities(val_probs, val_labels, test_probs, test_labels, config)
 

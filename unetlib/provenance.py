@@ -14,9 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+# environment variables that hold PyTorch's CPU kernels below what the CPU has: with
+# ONEDNN_MAX_CPU_ISA=AVX2 and ATEN_CPU_CAPABILITY=avx2 an AVX-512 CPU runs the kernels (and the
+# fp32 training step) an AVX2-only CPU would; a result measured so records them
+ISA_LIMIT_VARIABLES: tuple[str, ...] = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                                        "ATEN_CPU_CAPABILITY")
+
 
 def hardware(device: str | None = None) -> dict[str, Any]:
-    """What the numbers were measured on: CPU, cores, threads, GPU (if any), library versions."""
+    """What the numbers were measured on: CPU, cores, threads, GPU (if any), library versions,
+    and ``cpu_isa_limits`` (the :data:`ISA_LIMIT_VARIABLES` set) where the kernels were held
+    below the CPU's own instruction set."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -33,6 +41,9 @@ def hardware(device: str | None = None) -> dict[str, Any]:
         # two CPUs both named "AMD EPYC" differ tenfold in a bf16 training step on these
         info["cpu_isa"] = torch.backends.cpu.get_cpu_capability()
         info["cpu_bf16"] = cpu_bf16()
+        limits = {k: os.environ[k] for k in ISA_LIMIT_VARIABLES if os.environ.get(k)}
+        if limits:
+            info["cpu_isa_limits"] = limits
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
             info["cuda"] = torch.version.cuda
@@ -70,7 +81,9 @@ def cpu_name() -> str:
 def command_line() -> str:
     """The command that is running, as a user would retype it in the project root: the
     interpreter is ``python`` and paths are shown relative to the project (no path of the
-    machine that ran it, see :func:`unetlib.paths.shown`)."""
+    machine that ran it, see :func:`unetlib.paths.shown`), after the
+    :data:`ISA_LIMIT_VARIABLES` that are set (``ONEDNN_MAX_CPU_ISA=AVX2 python ...``), which
+    change what it measures."""
     from unetlib.paths import shown
 
     def word(arg: str) -> str:
@@ -79,7 +92,8 @@ def command_line() -> str:
         rel = os.path.relpath(arg)
         return rel if not rel.startswith("..") else shown(arg, data=False)
 
-    return shlex.join(["python", *(word(a) for a in sys.argv)])
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in ISA_LIMIT_VARIABLES if os.environ.get(k)]
+    return " ".join([*env, shlex.join(["python", *(word(a) for a in sys.argv)])])
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -210,6 +210,7 @@ def _measured_on(data: Mapping[str, Any]) -> str:
                                            "torch") if hw.get(k))
     if hw.get("cpu_bf16") is not None and not hw.get("gpu"):
         where += f" ({'with' if hw['cpu_bf16'] else 'without'} native bf16)"
+    where += _isa_limits(hw)
     threads = hw.get("torch_threads") or hw.get("threads")
     return (f"Measured on {where or hw.get('processor', '?')}"
             f"{f', {threads} threads' if threads else ''}, {hw.get('cpu_count', '?')} cores; "
@@ -309,7 +310,17 @@ def _cores(data: Mapping[str, Any]) -> str:
     one model name, one with native bf16 and one without, have served this book)."""
     hw = data.get("hardware", {})
     isa = f", {hw['cpu_isa']}" if hw.get("cpu_isa") else ""
-    return f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{isa})"
+    return f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores{isa}){_isa_limits(hw)}"
+
+
+def _isa_limits(hw: Mapping[str, Any]) -> str:
+    """Where the kernels were held below the CPU's instruction set (``cpu_isa_limits``): said,
+    so that an emulated AVX2 run is never read as one on an AVX2-only CPU."""
+    limits = hw.get("cpu_isa_limits") or {}
+    if not limits:
+        return ""
+    return (", its kernels held to " + hw.get("cpu_isa", "?") + " by "
+            + " and ".join(f"`{k}={v}`" for k, v in sorted(limits.items())))
 
 
 def train_step_table(data: Mapping[str, Any]) -> str:
@@ -1153,8 +1164,11 @@ def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
     """Markdown under the budget figure: the command and hardware that made the curve, its
     checkpoint with the best validation SEG (watershed) and what that scored, and the options in
     which the curve's run differs from ``config`` (options the run did not have yet count at
-    their defaults; ``tile`` is today's ``input_tile``)."""
+    their defaults; ``tile`` is today's ``input_tile``, left out where both tiles give the same
+    probabilities, :func:`unetlib.tiling.tiles_agree`)."""
     import dataclasses
+
+    from unetlib.tiling import tiles_agree
 
     hw = curve["hardware"]
     method = beyond_method(curve["rows"][0])
@@ -1173,6 +1187,9 @@ def describe_budget_curve(curve: Mapping[str, Any], config: Any) -> str:
     ignored = {"steps", "eval_every", "seed", "progress", "keep_checkpoints"}
     differ = {k: then.get(k, defaults[k]) for k in defaults
               if k not in ignored and then.get(k, defaults[k]) != getattr(config, k)}
+    if "input_tile" in differ and tiles_agree(config.depth, config.padding,
+                                              differ["input_tile"], config.input_tile):
+        del differ["input_tile"]  # another tile, the same probabilities: only the speed differs
     if differ:
         text += " That run's options differ from this chapter's in: " + ", ".join(
             f"`{k}={v!r}` (here `{getattr(config, k)!r}`)" for k, v in differ.items()) + "."

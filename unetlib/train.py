@@ -363,6 +363,10 @@ class _Progress:
     best_score: float = math.inf  # lower is better: val loss, or minus val SEG
     best_step: int = 0
     best_state: dict[str, torch.Tensor] | None = None  # the best evaluated weights, on the CPU
+    # their validation probabilities, kept from that validation so that the final evaluation
+    # does not predict the same frames again with the same weights (the same arrays, tested);
+    # not in last.pt: a resumed run predicts them again
+    best_probs: list[np.ndarray] | None = None
     stale: int = 0  # evaluations since the best one (early stopping's patience)
     stopped_early: bool = False
     stopped_by: str | None = None  # "patience" or "time_limit"
@@ -629,6 +633,7 @@ def _validate(run: _Run, progress: _Progress, row: dict[str, Any]) -> None:
         progress.best_score, progress.best_step = score, progress.step
         progress.best_state = {k: v.detach().cpu().clone()
                                for k, v in run.evaluated.state_dict().items()}
+        progress.best_probs = probs
         progress.stale = 0
     else:
         progress.stale += 1
@@ -818,7 +823,7 @@ def train(config: TrainConfig | None = None, **overrides: Any) -> dict[str, Any]
     instances = evaluate_model(
         model, config, val_f.images if val_f is not None else [],
         val_f.labels if val_f is not None else [], [s.image for s in test_s],
-        [np.asarray(s.labels) for s in test_s])
+        [np.asarray(s.labels) for s in test_s], val_probs=progress.best_probs)
 
     # write the result beside best.pt
     result = _result(run, progress, (train_s, val_s, test_s), instances, checksum,
