@@ -43,3 +43,13 @@ def test_a_missing_data_set_is_an_error_not_a_synthetic_benchmark(tmp_path):
         bench_train_step.main(["--data-root", str(tmp_path), "--steps", "1", "--out",
                                str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_an_override_reaches_the_benchmarked_configuration(tmp_path):
+    out = tmp_path / "step.json"
+    assert bench_train_step.main(["--profile", "smoke", "--steps", "1", "--warmup", "0",
+                                  "--rounds", "1", "-p", "depth=2", "--out", str(out)]) == 0
+    workload = json.loads(out.read_text())["workload"]
+    assert workload["depth"] == 2 and workload["overrides"] == {"depth": 2}
+    with pytest.raises(TypeError):  # a misspelt option is an error, not a silent default
+        bench_train_step.main(["--profile", "smoke", "-p", "dept=2", "--out", str(out)])

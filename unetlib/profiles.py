@@ -101,8 +101,8 @@ _QUICK_TRAIN = {
     # one 704 x 704 tile covers a 512 x 512 frame with the five-level network's 96-pixel
     # margins (unetlib.tiling.one_pass_tile; tested). With five levels every tile that keeps
     # those margins gives the same probabilities (tested), so the tile sets only the speed: the
-    # 608-pixel tile of the four-level profile took four tiles a frame at five levels, 0.82 s a
-    # frame against 0.19 s (2 cores with native bf16; same arrays)
+    # 608-pixel tile of the four-level profile took four tiles a frame at five levels, 0.83 s a
+    # frame against 0.17 s (benchmarks/results/bench_predict_tile_cpu.json, 2 cores; same arrays)
     "input_tile": 704,
     # threshold, seed level or h and smallest object of every instance method chosen by validation
     # SEG; the test frames never take part
