@@ -14,6 +14,7 @@ from unetlib.instances import (
     InstanceParams,
     choose_instances,
     grid_points,
+    grow_cells,
     instances_from_probability,
     pooled_seg,
     scanned_current_grid,
@@ -249,3 +250,21 @@ def test_choose_instances_rejects_bad_input():
         choose_instances([prob], [lab], "magic")
     with pytest.raises(ValueError, match="unknown parameter"):
         choose_instances([prob], [lab], "components", {"threshold": (0.5,), "sigma": (1,)})
+
+
+def test_grown_cells_reach_the_lower_level_keep_their_numbers_and_never_merge():
+    prob, lab = two_touching_cells(gap=0.6)
+    cells = instances_from_probability(prob, method="components", threshold=0.7, min_size=0)
+    grown = grow_cells(cells, prob, 0.3)
+    assert set(np.unique(grown)) == set(np.unique(cells))  # no cell added, none lost
+    assert ((grown > 0) >= (cells > 0)).all()  # every cell keeps its pixels ...
+    assert (grown[cells > 0] == cells[cells > 0]).all()
+    assert (grown > 0).sum() > (cells > 0).sum()  # ... and gains the margin above 0.3
+    assert not (grown[prob <= 0.3] > 0).any()  # nothing below the level joins
+    # a threshold at or above the cells' own leaves them as they are
+    assert np.array_equal(grow_cells(cells, prob, 0.95), cells)
+    assert not grow_cells(np.zeros_like(cells), prob, 0.3).any()
+    with pytest.raises(ValueError, match="threshold must be in"):
+        grow_cells(cells, prob, 1.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        grow_cells(cells[:-1], prob, 0.3)

@@ -17,6 +17,7 @@ import depth  # noqa: E402
 import ensemble  # noqa: E402
 import few_images  # noqa: E402
 import instance_grid  # noqa: E402
+import outline_growth  # noqa: E402
 import recipes  # noqa: E402
 import schedule  # noqa: E402
 import seg_breakdown  # noqa: E402
@@ -198,6 +199,32 @@ def test_instance_grid_chooses_on_validation_over_both_grids_without_retraining(
     assert str(tmp_path) not in data["command"]
     assert instance_grid.main(argv) == 0  # a rerun reuses the run (nothing new trained)
     assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+@pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")
+def test_outline_growth_chooses_the_level_on_validation_without_retraining(tmp_path):
+    out = tmp_path / "outline_growth.json"
+    argv = ["--seeds", "0", "--out-dir", str(tmp_path / "runs"), "--out", str(out),
+            "-p", "steps=2", "-p", "silver_val=0", *TINY]
+    assert outline_growth.main(argv) == 0
+    data = json.loads(out.read_text())
+    run = data["runs"]["seed 0"]
+    levels = ["none", *(str(v) for v in outline_growth.LEVELS)]
+    assert list(run["val_seg"]) == list(run["test_seg"]) == levels
+    # the validation frames choose; the test frames' best is only recorded
+    assert run["chosen"] == outline_growth.choose_level(run["val_seg"])
+    assert run["val_gain"] == run["val_seg"][run["chosen"]] - run["val_seg"]["none"] >= 0
+    assert run["test_at_chosen"] == run["test_seg"][run["chosen"]]
+    assert data["adopted"] == (data["val_gain"] >= outline_growth.ADOPT_GAIN)
+    assert data["test_look_up"]["level"] in levels and str(tmp_path) not in data["command"]
+    assert outline_growth.main(argv) == 0  # a rerun reuses the run (nothing new trained)
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_outline_growth_ties_keep_the_outlines_then_the_smaller_change():
+    flat = {"none": 0.8, **{str(v): 0.8 for v in outline_growth.LEVELS}}
+    assert outline_growth.choose_level(flat) == "none"
+    assert outline_growth.choose_level({**flat, "0.3": 0.9, "0.2": 0.9}) == "0.3"
 
 
 @pytest.mark.skipif(not HELA, reason="DIC-C2DH-HeLa not found (../shared/data)")

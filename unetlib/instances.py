@@ -144,6 +144,25 @@ def _distance_watershed(p: np.ndarray, threshold: float, h: float) -> np.ndarray
     return lab.astype(np.int64)
 
 
+def grow_cells(labels: np.ndarray, prob: np.ndarray, threshold: float) -> np.ndarray:
+    """``labels`` with every cell grown over ``-prob`` into the pixels with
+    ``prob > threshold`` it reaches through them (a marker watershed, as the seeded watershed
+    grows its seeds): outlines move out to a lower probability while cells keep their number
+    and never merge; background the cells cannot reach stays background. Beyond the paper; a
+    probe of where the test sequence's faint margins lie (``studies/outline_growth.py``)."""
+    from skimage.segmentation import watershed
+
+    lab, p = np.asarray(labels), np.asarray(prob)
+    if lab.shape != p.shape:
+        raise ValueError(f"labels {lab.shape} and prob {p.shape} differ in shape")
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    if not lab.any():
+        return lab.copy()
+    grown = watershed(-p, markers=lab, mask=(p > threshold) | (lab > 0), connectivity=1)
+    return grown.astype(lab.dtype, copy=False)
+
+
 def _raw_instances(p: np.ndarray, params: InstanceParams) -> np.ndarray:
     """Labels of ``params.method`` before the size filter."""
     if params.method == "components":
