@@ -74,6 +74,11 @@ def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) ->
 #: tile). CUDA needs less (bench_model_cuda.json).
 BYTES_PER_PIXEL_CHANNEL = 96
 
+def _full_margin(depth: int, padding: str) -> int:
+    """The default margin of a tile large enough not to narrow it (:func:`_plan`)."""
+    return _plan(depth, padding, valid_input_size(16 * 2**depth + 400, depth, padding), None)[1]
+
+
 def one_pass_tile(size: int, depth: int, padding: str) -> int:
     """The smallest valid square input tile whose stride, with the default margin kept whole
     (not narrowed to fit a small tile), covers an image side of ``size`` pixels: one forward
@@ -82,8 +87,7 @@ def one_pass_tile(size: int, depth: int, padding: str) -> int:
     if int(size) < 1:
         raise ValueError(f"size must be >= 1, got {size!r}")
     tile = valid_input_size(int(size), depth, padding, mode="up")
-    full = _plan(depth, padding, valid_input_size(tile + 8 * 2**depth + 400, depth, padding),
-                 None)[1]
+    full = _full_margin(depth, padding)
     while True:
         stride, margin = _plan(depth, padding, tile, None)
         if stride >= size and margin >= full:
@@ -97,8 +101,7 @@ def tiles_agree(depth: int, padding: str, tile_a: int, tile_b: int) -> bool:
     network's (five levels: 96 against 92 pixels; see the module docstring)."""
     if padding == "valid":
         return True
-    big = valid_input_size(max(tile_a, tile_b) + 8 * 2**depth + 400, depth, padding)
-    full = _plan(depth, padding, big, None)[1]
+    full = _full_margin(depth, padding)
     valid_margin = (valid_input_size(1, depth) - output_size(valid_input_size(1, depth),
                                                              depth)) // 2
     return full > valid_margin and all(_plan(depth, padding, t, None)[1] == full
