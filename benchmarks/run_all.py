@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[list[str] | None, list[str] | None]] = {
               ["--device", "cuda", "--sizes", "512", "--widths", "64", "32", "16"]),
     "widgets": ([], None),
     "train_step": ([], None),
+    "predict_tile": ([], None),
     # the peers are installed by `make bench` into .venv-bench, which runs this script
     "elastic_peers": (["--threads", "2"], None),
 }

@@ -747,6 +747,16 @@ def test_performance_conclusion_is_written_from_the_benchmark_files():
     assert f"{hundred['speedup_vs_naive_min']:.0f}x the per-cell distance transform" in text
     assert (f"before the compiled kernel (one scipy transform per cell's window, the same bits: "
             f"True) {hundred['windowed_scipy_median_s'] * 1000:.0f} ms") in text
+    tiles = {r["tile"]: r for r in benchmarks["bench_predict_tile_cpu"]["results"]}
+    assert (f"{tiles[704]['median_s']:.2f} s with one 704-pixel tile against "
+            f"{tiles[256]['median_s']:.2f} s with 64 of 256 pixels, the same probabilities bit "
+            "for bit.") in text
+    changed = {**benchmarks["bench_predict_tile_cpu"], "results": [
+        {**r, "bitwise_equal_to_first": r["tile"] == 256,
+         "max_abs_diff_vs_first": 0.0 if r["tile"] == 256 else 2e-4}
+        for r in benchmarks["bench_predict_tile_cpu"]["results"]]}
+    assert "probabilities that differ by up to 2.0e-04." in performance_conclusion(
+        {"bench_predict_tile_cpu": changed})
     assert performance_conclusion({}) == "_no benchmark results to conclude from_\n"
     # a missing file drops its bullet, not the others
     partial = performance_conclusion({"bench_train_step_cpu": benchmarks["bench_train_step_cpu"]})

@@ -91,8 +91,8 @@ _QUICK_TRAIN = {
     # 0.39-0.72 between neighbouring checkpoints); the averaged weights' validation loss falls
     # smoothly
     "ema": 0.99,
-    # the fast training step: channels-last memory and bf16 autocast on the CPU, 2.4x the
-    # steps per second of the fp32 step on 2 AMD EPYC cores with native bf16
+    # the fast training step: channels-last memory and bf16 autocast on the CPU, 2.3x the
+    # steps per second of the fp32 step on 2 AMD EPYC cores with native bf16, five levels
     # (benchmarks/bench_train_step.py); test SEG within the seeds' spread of the fp32 step's
     # (book/results/fast_step.json). bf16 only where the CPU computes it natively ("auto"): on an
     # AVX2-only EPYC it is emulated and a step takes ten times longer than in fp32

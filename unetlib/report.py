@@ -246,7 +246,8 @@ def performance_conclusion(benchmarks: Mapping[str, Mapping[str, Any]],
     """Markdown bullets ending the performance chapter, written from the benchmark files it
     shows (each bullet only where its file is there): elastic deformation against the exact
     reference and the fastest other library, on the GPU, the weight map at 100 cells,
-    overlap-tile prediction, and the training step with :func:`verdict` of ``fast_step``."""
+    overlap-tile prediction (the paper's network, and the book's by tile), and the training
+    step with :func:`verdict` of ``fast_step``."""
     lines = []
     peers = benchmarks.get("bench_elastic_peers_cpu")
     if peers:
@@ -292,6 +293,20 @@ def performance_conclusion(benchmarks: Mapping[str, Mapping[str, Any]],
             lines.append(f"- The paper's network on a 512 x 512 frame: {t['tiled']:.1f} s with "
                          f"the default tile against {t['tiled572']:.1f} s with 572-pixel tiles "
                          f"({t['tiled'] / t['infer']:.2f}x one pass over the padded frame).")
+    tiles = benchmarks.get("bench_predict_tile_cpu")
+    if tiles:
+        rows = {r["tile"]: r for r in tiles["results"]}
+        one = rows.get(tiles["workload"]["one_pass_tile"])
+        slowest = max(tiles["results"], key=lambda r: r["median_s"])
+        if one and slowest is not one:
+            same = all(r["bitwise_equal_to_first"] for r in tiles["results"])
+            lines.append(f"- The book's network on a {tiles['workload']['size']} x "
+                         f"{tiles['workload']['size']} frame: {one['median_s']:.2f} s with one "
+                         f"{one['tile']}-pixel tile against {slowest['median_s']:.2f} s with "
+                         f"{slowest['tiles_a_frame']} of {slowest['tile']} pixels, "
+                         + ("the same probabilities bit for bit." if same else
+                            "probabilities that differ by up to "
+                            f"{max(r['max_abs_diff_vs_first'] for r in tiles['results']):.1e}."))
     step = benchmarks.get("bench_train_step_cpu")
     if step:
         before, after = step["results"]["before"], step["results"]["channels_last + bf16"]
