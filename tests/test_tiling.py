@@ -53,6 +53,12 @@ def test_default_tile():
         assert default_tile(UNet.paper()) == 572
         assert default_tile(UNet(padding="same")) == 512
     assert default_tile(_net(depth=3)) == 572  # 572 = 4 * 140 + 12 is valid for depth 3
+    # five same-padded levels: every full-margin tile agrees, so the default covers the image
+    with torch.device("meta"):
+        five, four = UNet(padding="same", base_channels=16), UNet(padding="same", depth=4)
+        assert default_tile(five, (512, 512)) == 704 and default_tile(five, (300, 200)) == 496
+        assert default_tile(five, (512, 512), memory_budget=1) == 512  # does not fit: 512
+        assert default_tile(four, (512, 512)) == 512  # four levels: tiles differ, no growing
     stride, margin = _plan(5, "valid", 572, None)
     assert (stride, margin) == (384, 92)
 
@@ -170,7 +176,7 @@ def test_five_level_same_padding_gives_the_same_probabilities_with_any_tile():
     tiles = (208, 304, 512, one_pass_tile(300, 5, "same"))
     outs = [predict_tiled(model, image, tile=t) for t in tiles]
     assert [_plan(5, "same", t, None)[1] for t in tiles] == [96] * 4
-    for out in outs[1:]:
+    for out in [*outs[1:], predict_tiled(model, image)]:  # the default: one pass
         torch.testing.assert_close(out, outs[0], atol=1e-6, rtol=0)
     four = _same_bn_net(4)
     a, b = (predict_tiled(four, image, tile=t) for t in (96, 152))

@@ -127,12 +127,22 @@ def default_tile(model: nn.Module, image_shape: tuple[int, int] | None = None,
     other depths).
 
     Same padding: 512 (rounded to a multiple of ``2 ** (depth - 1)``); its tiles see zero padding
-    at their borders, so the result depends on the tile and the default does not follow the
-    image.
+    at their borders, so with fewer than five levels the result depends on the tile and the
+    default does not follow the image. Where every full-margin tile gives the same probabilities
+    (:func:`tiles_agree`: five levels or more), with ``image_shape`` the default is the
+    :func:`one_pass_tile` of the image when its :func:`tile_memory` fits ``memory_budget``
+    (704 for a 512 x 512 frame: one pass instead of four).
     """
     depth, padding = _model_geometry(model)
     if padding != "valid":
-        return valid_input_size(512, depth, padding, mode="nearest")
+        tile = valid_input_size(512, depth, padding, mode="nearest")
+        if image_shape is None:
+            return tile
+        side = max(int(image_shape[0]), int(image_shape[1]))
+        one = one_pass_tile(side, depth, padding)
+        if tiles_agree(depth, padding, tile, one) and tile_memory(model, one) <= memory_budget:
+            return one
+        return tile
     floor = valid_input_size(572, depth, padding, mode="nearest")
     if image_shape is None:
         return floor
