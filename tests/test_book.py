@@ -1314,3 +1314,20 @@ def test_committed_training_results_match_the_quick_profile_as_it_is(page):
         differ = {k: (run["config"][k], v) for k, v in stated.items()
                   if k != "amp_cpu" and k not in arm_options and run["config"][k] != v}
         assert not differ, f"{path.name} {name!r} trained with {differ} (committed, profile)"
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_kept_models_come_in_the_memory_format_their_run_scored_them_in(tmp_path, channels_last):
+    import argparse
+
+    import torch
+
+    args = argparse.Namespace(profile="smoke", page="02_train", out_dir=str(tmp_path / "runs"),
+                              overrides=[("steps", 2), ("channels_last", channels_last)],
+                              seeds=[0])
+    ((config, result, model),) = list(book.kept_models(args))
+    weight = next(m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+                  and m.kernel_size == (3, 3) and m.in_channels > 1)
+    assert config.channels_last is channels_last and not model.training
+    assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert weight.is_contiguous() is not channels_last

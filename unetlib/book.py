@@ -114,8 +114,12 @@ def kept_models(args: argparse.Namespace, *, train_missing: bool = True,
     (with ``-p`` overrides and ``fields``), its run's result (reused from ``args.out_dir``,
     trained first where it is missing, or with ``train_missing=False`` an error naming the
     missing run's folder, checked for every seed before any is loaded) and the run's kept
-    weights in eval mode on the CPU."""
+    weights in eval mode on the CPU, in the memory format the run trained and scored them in
+    (channels-last where ``channels_last``: the arrays its own evaluation predicted, bit for
+    bit, where contiguous weights would differ in the last bits)."""
     import dataclasses
+
+    import torch
 
     from unetlib.model import load_checkpoint
     from unetlib.profiles import train_config
@@ -134,6 +138,8 @@ def kept_models(args: argparse.Namespace, *, train_missing: bool = True,
     for config in configs:
         result = train(config)
         model, _ = load_checkpoint(result["checkpoint"], map_location="cpu")
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         yield config, result, model.eval()
 
 
