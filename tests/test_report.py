@@ -559,6 +559,24 @@ def test_budget_note_names_another_depth_when_the_page_gives_its_own():
     assert "Its command" not in said  # it says so already
 
 
+def test_budget_note_names_a_tile_only_where_it_changes_the_probabilities():
+    def study(depth, tile, command="python studies/x.py"):
+        return {"command": command, "runs": {"seed 0": {"config": {
+            "steps": 800, "depth": depth, "padding": "same", "input_tile": tile}}}}
+
+    # five levels: 608 and 704 give the same probabilities, nothing to say
+    assert budget_note(study(5, 608), 800, 5, 704) == ""
+    assert budget_note(study(5, 608), 800, 5) == ""  # the page's tile not given: not compared
+    # four levels: the 608-pixel tile's probabilities differ from a 704-pixel one's
+    text = budget_note(study(4, 608), 800, 5, 704)
+    assert ("set to 4 levels and 608-pixel tiles, this page's to 5 levels and 704-pixel tiles"
+            in text) and "`-p depth=4 -p input_tile=608`" in text
+    three = budget_note({**study(4, 608), "runs": {"seed 0": {"config": {
+        "steps": 700, "depth": 4, "padding": "same", "input_tile": 608}}}}, 800, 5, 704)
+    assert ("set to 700 steps, 4 levels and 608-pixel tiles, this page's to 800 steps, 5 levels "
+            "and 704-pixel tiles") in three
+
+
 def _few(frames_to_arms):
     summaries = {}
     for (frames, kind), (mean, sd) in frames_to_arms.items():

@@ -859,18 +859,21 @@ def config_table(config: Any) -> str:
     return "\n".join(rows)
 
 
-def budget_note(data: Mapping[str, Any], steps: int, depth: int | None = None) -> str:
+def budget_note(data: Mapping[str, Any], steps: int, depth: int | None = None,
+                tile: int | None = None) -> str:
     """Markdown: empty when every run of a study file was set to ``steps`` training steps (the
     page's own budget) and, where the page's ``depth`` is given, had its number of resolution
-    levels; else one sentence that says the study trained another network or budget, so that
-    its arms are read against each other and not against the page's headline (a study made
-    before the profile changed stays valid for its own question), with the overrides that
-    rerun it as committed where one value each does."""
+    levels, and where the page's input ``tile`` is given, predicted with a tile that gives its
+    probabilities (:func:`unetlib.tiling.tiles_agree`); else one sentence that says the study
+    trained another network or budget, so that its arms are read against each other and not
+    against the page's headline (a study made before the profile changed stays valid for its
+    own question), with the overrides that rerun it as committed where one value each does."""
     theirs = sorted(_study_steps(data))
     levels = sorted(_study_depths(data)) if depth is not None else []
+    tiles = sorted(_study_tiles(data, tile)) if tile is not None else []
     other_steps = bool(theirs) and theirs != [int(steps)]
     other_depth = bool(levels) and levels != [int(depth)]
-    if not (other_steps or other_depth):
+    if not (other_steps or other_depth or tiles):
         return ""
     command = data.get("command", "")
     said, page, overrides = [], [], []
@@ -884,11 +887,37 @@ def budget_note(data: Mapping[str, Any], steps: int, depth: int | None = None) -
         page.append(f"{int(depth)} levels")
         if len(levels) == 1 and "depth=" not in command:
             overrides.append(f"-p depth={levels[0]}")
+    if tiles:
+        said.append(" and ".join(str(t) for t in tiles) + "-pixel tiles")
+        page.append(f"{int(tile)}-pixel tiles")
+        if len(tiles) == 1 and "input_tile=" not in command:
+            overrides.append(f"-p input_tile={tiles[0]}")
     rerun = (f" Its command above reruns it as committed with `{' '.join(overrides)}`."
              if overrides else "")
-    return (f"_This study's runs were set to {' and '.join(said)}, this page's to "
-            f"{' and '.join(page)}: read its arms against each other, not against the results "
-            f"above.{rerun}_")
+    return (f"_This study's runs were set to {_listed(said)}, this page's to {_listed(page)}: "
+            f"read its arms against each other, not against the results above.{rerun}_")
+
+
+def _listed(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _study_tiles(data: Mapping[str, Any], tile: int) -> set[int]:
+    """The input tiles of a study file's runs whose probabilities differ from ``tile``'s at
+    the run's depth and padding (a tile that gives the same probabilities is no difference)."""
+    from unetlib.tiling import tiles_agree
+
+    out = set()
+    for r in data.get("runs", {}).values():
+        config = r.get("config", {}) if isinstance(r, Mapping) else {}
+        theirs = config.get("input_tile")
+        if theirs is None or int(theirs) == int(tile):
+            continue
+        if not tiles_agree(int(config.get("depth", 5)), config.get("padding", "same"),
+                           int(theirs), int(tile)):
+            out.add(int(theirs))
+    return out
 
 
 def _study_steps(data: Mapping[str, Any]) -> set[int]:
