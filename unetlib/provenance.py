@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from unetlib.interrupt import register_partial, unregister_partial
+
 # environment variables that hold PyTorch's CPU kernels below what the CPU has: with
 # ONEDNN_MAX_CPU_ISA=AVX2 and ATEN_CPU_CAPABILITY=avx2 an AVX-512 CPU runs the kernels (and the
 # fp32 training step) an AVX2-only CPU would; a result measured so records them
@@ -145,6 +147,7 @@ def replacing(
             fd, tmp_name = tempfile.mkstemp(**where)
             tmp = Path(tmp_name)
             os.close(fd)
+        register_partial(tmp)
         os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
         yield tmp
         os.replace(tmp, path)
@@ -156,6 +159,9 @@ def replacing(
         else:
             tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if tmp is not None:
+            unregister_partial(tmp)
 
 
 def pid_alive(pid: int) -> bool:
