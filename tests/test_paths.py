@@ -297,3 +297,32 @@ def test_picture_without_path_lookalikes_dispatches_by_format_and_refuses_the_re
         picture_without_path_lookalikes("R0lG/tmpAAAA", "image/gif")
     assert picture_without_path_lookalikes("R0lGAAAA", "image/gif") == "R0lGAAAA"
     assert not MACHINE_PATH_LOOKALIKE.search(cleared)
+
+
+def test_a_clones_folder_names_are_cleared_from_pictures_too():
+    """A scan for the path of the machine that made a page may look for its clone folder's name
+    (``/tmp/mb.zopG/p``: ``zopG``) in any case, and base64 holds such a run by chance."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from unetlib.paths import own_folder_words, picture_without_path_lookalikes
+
+    assert own_folder_words("/tmp/mb.zopG/p") == ("zopG",)
+    assert own_folder_words("/tmp/tmp.Ab3dE9xYzQ/p") == ("Ab3dE9xYzQ",)
+    rng = np.random.default_rng(0)
+    for fmt in ("png", "jpeg"):
+        buf = io.BytesIO()
+        picture = Image.fromarray(rng.integers(0, 255, (64, 96), dtype=np.uint8))
+        if fmt == "png":
+            picture.save(buf, "png")
+        else:
+            picture.save(buf, "jpeg", quality=70, restart_marker_blocks=2)
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        word = data[len(data) // 2:len(data) // 2 + 4].swapcase()  # a run that is there
+        assert word.lower() in data.lower()
+        cleared = picture_without_path_lookalikes(data, fmt, (word,))
+        assert word.lower() not in cleared.lower()
+        assert np.array_equal(_decoded(cleared), _decoded(data))

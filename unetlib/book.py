@@ -231,6 +231,27 @@ def run_notebook(
 
 
 
+def clear_pictures(nb: Any, words: tuple[str, ...] = ()) -> None:
+    """Clear, in place, every picture of a notebook (outputs, and the explorers' pictures kept
+    in its widget state) whose base64 reads like a machine path or holds one of ``words``
+    (:func:`unetlib.paths.picture_without_path_lookalikes`: the same pixels)."""
+    from unetlib.paths import picture_without_path_lookalikes
+
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            for mime in [k for k in data if k.startswith("image/") and k != "image/svg+xml"]:
+                data[mime] = picture_without_path_lookalikes(data[mime], mime, words)
+    saved = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json",
+                                                  {})
+    for model in saved.get("state", {}).values():  # the explorers' pictures, kept for the page
+        if model.get("model_name") == "ImageModel":
+            for buffer in model.get("buffers", []):
+                if buffer.get("encoding") == "base64":
+                    buffer["data"] = picture_without_path_lookalikes(
+                        buffer["data"], model.get("state", {}).get("format", "png"), words)
+
+
 def _remove_dead_partials(folder: Path) -> list[Path]:
     """Remove the temporary notebooks (``.NAME.PID.XXXX.ipynb``) of runs that were killed
     (``kill -9`` leaves them; SIGTERM does not); those of live processes are left alone."""
@@ -253,7 +274,7 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
     the machine that made it, nor anything a scan would take for one."""
     import nbformat
 
-    from unetlib.paths import picture_without_path_lookalikes, shown
+    from unetlib.paths import own_folder_words, shown
 
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
@@ -271,18 +292,7 @@ def _finish_page(notebook: Path, source: Path, target: Path) -> None:
         _, _, rest = first.source.partition("\n")
         first.source = f"# {title}\n{rest}" if rest else f"# {title}"
     own_figure_labels(nb.cells, target.stem)
-    for cell in nb.cells:  # pictures whose base64 reads like a machine path
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            for mime in [k for k in data if k.startswith("image/") and k != "image/svg+xml"]:
-                data[mime] = picture_without_path_lookalikes(data[mime], mime)
-    saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
-    for model in saved.get("state", {}).values():  # the explorers' pictures, kept for the page
-        if model.get("model_name") == "ImageModel":
-            for buffer in model.get("buffers", []):
-                if buffer.get("encoding") == "base64":
-                    buffer["data"] = picture_without_path_lookalikes(
-                        buffer["data"], model.get("state", {}).get("format", "png"))
+    clear_pictures(nb, own_folder_words())  # reading like a path, or naming this clone
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"], meta["output_path"] = shown(source), shown(target)

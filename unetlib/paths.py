@@ -73,13 +73,32 @@ MACHINE_PATH_LOOKALIKE = re.compile("/(?:" + "|".join(TOP_LEVEL_FOLDERS) + ")|/(
                                     + "|".join(CLONE_FOLDERS) + ")(?![a-z0-9])", re.IGNORECASE)
 
 
-def png_without_path_lookalikes(data: str) -> str:
-    """A base64 PNG (``data``) whose text has no :data:`MACHINE_PATH_LOOKALIKE`, with the same
+def own_folder_words(root: str | os.PathLike = PROJECT_ROOT) -> tuple[str, ...]:
+    """The runs of 4 or more letters and digits in the names of the folders ``root`` sits in
+    (a fresh clone's temporary folder: ``/tmp/mb.zopG/p`` gives ``zopG``). A scan for the path
+    of the machine that made a page looks for them in any case, and a page's pictures hold such
+    a run by chance (one in about a million base64 characters each): the runner clears them
+    too (:func:`path_lookalike`)."""
+    return tuple(sorted({w for part in Path(root).resolve().parts
+                         for w in re.findall(r"[A-Za-z0-9]{4,}", part)}))
+
+
+def path_lookalike(words: tuple[str, ...] = ()) -> re.Pattern:
+    """:data:`MACHINE_PATH_LOOKALIKE`, and with ``words`` any of them in any case too."""
+    if not words:
+        return MACHINE_PATH_LOOKALIKE
+    return re.compile(MACHINE_PATH_LOOKALIKE.pattern + "|" + "|".join(map(re.escape, words)),
+                      re.IGNORECASE)
+
+
+def png_without_path_lookalikes(data: str, words: tuple[str, ...] = ()) -> str:
+    """A base64 PNG (``data``) whose text has no :func:`path_lookalike` of ``words``, with the same
     picture: the image data is split into one more ``IDAT`` chunk at each place the text reads
     like a path (PNG allows any split; the 12 bytes of a chunk boundary change the text there
     and, being a multiple of 3 bytes, none of the text after it). Returns ``data`` itself when
     it has no lookalike."""
-    if not MACHINE_PATH_LOOKALIKE.search(data):
+    lookalike = path_lookalike(words)
+    if not lookalike.search(data):
         return data
     raw = base64.b64decode(data)
     if raw[:8] != b"\x89PNG\r\n\x1a\n":
@@ -105,7 +124,7 @@ def png_without_path_lookalikes(data: str) -> str:
             last = cut
         out += after
         text = base64.b64encode(bytes(out)).decode("ascii")
-        hit = MACHINE_PATH_LOOKALIKE.search(text)
+        hit = lookalike.search(text)
         if not hit:
             return text
         byte = hit.start() * 3 // 4 + 1  # inside the hit
@@ -117,16 +136,17 @@ def png_without_path_lookalikes(data: str) -> str:
     raise ValueError("too many path lookalikes in the PNG's base64 text")
 
 
-def jpeg_without_path_lookalikes(data: str) -> str:
-    """A base64 baseline JPEG (``data``) whose text has no :data:`MACHINE_PATH_LOOKALIKE`, with
-    the same picture. The JPEG must carry restart markers (``encode_image`` writes one after
+def jpeg_without_path_lookalikes(data: str, words: tuple[str, ...] = ()) -> str:
+    """A base64 baseline JPEG (``data``) whose text has no :func:`path_lookalike` of ``words``,
+    with the same picture. The JPEG must carry restart markers (``encode_image`` writes one after
     every block): the standard lets any marker be preceded by fill bytes (0xFF, ITU T.81
     B.1.1.2), so 0, 1 or 2 of them before each restart marker and before the end marker shift
     the following entropy-coded segment's bytes against the 3-byte groups of base64, which gives
     three different texts for it; an empty or one-byte comment after the start marker does the
     same for the headers. The choices are searched segment by segment, backtracking where a
     segment reads like a path in all three. Returns ``data`` itself when it has no lookalike."""
-    if not MACHINE_PATH_LOOKALIKE.search(data):
+    lookalike = path_lookalike(words)
+    if not lookalike.search(data):
         return data
     raw = base64.b64decode(data)
     if raw[:2] != b"\xff\xd8":
@@ -166,7 +186,7 @@ def jpeg_without_path_lookalikes(data: str) -> str:
     # before each marker
     options = [[b"", b"\xff\xfe\x00\x02", b"\xff\xfe\x00\x03\x00"]] + \
         [[b"", b"\xff", b"\xff\xff"]] * (len(pieces) - 1)
-    longest = max(len(w) for w in TOP_LEVEL_FOLDERS + CLONE_FOLDERS) + 2  # slash, lookahead
+    longest = max(len(w) for w in TOP_LEVEL_FOLDERS + CLONE_FOLDERS + words) + 2  # slash, ahead
 
     def clear_up_to(out: bytearray, since: int, final: bool) -> bool:
         """No lookalike starts in the text of ``out`` from byte ``since`` on (the last
@@ -175,7 +195,7 @@ def jpeg_without_path_lookalikes(data: str) -> str:
         hi = len(out) if final else len(out) - len(out) % 3
         text = base64.b64encode(out[lo:hi]).decode("ascii")
         limit = len(text) if final else len(text) - longest
-        return not any(m.start() < limit for m in MACHINE_PATH_LOOKALIKE.finditer(text))
+        return not any(m.start() < limit for m in lookalike.finditer(text))
 
     out, chosen, starts, tries = bytearray(b"\xff\xd8"), [0], [2], 0  # starts: piece i's offset
     while True:
@@ -200,16 +220,16 @@ def jpeg_without_path_lookalikes(data: str) -> str:
         chosen[-1] += 1
 
 
-def picture_without_path_lookalikes(data: str, fmt: str) -> str:
+def picture_without_path_lookalikes(data: str, fmt: str, words: tuple[str, ...] = ()) -> str:
     """A base64 picture of format ``fmt`` ("png" or "jpeg", or a MIME type "image/png",
-    "image/jpeg") cleared of path lookalikes (:func:`png_without_path_lookalikes`,
-    :func:`jpeg_without_path_lookalikes`); another format is returned as it is when its text
-    reads like no path, else refused."""
+    "image/jpeg") cleared of path lookalikes and of ``words`` (:func:`path_lookalike`,
+    :func:`png_without_path_lookalikes`, :func:`jpeg_without_path_lookalikes`); another format
+    is returned as it is when its text reads like no path, else refused."""
     kind = fmt.removeprefix("image/")
     if kind == "png":
-        return png_without_path_lookalikes(data)
+        return png_without_path_lookalikes(data, words)
     if kind in ("jpeg", "jpg"):
-        return jpeg_without_path_lookalikes(data)
-    if MACHINE_PATH_LOOKALIKE.search(data):
+        return jpeg_without_path_lookalikes(data, words)
+    if path_lookalike(words).search(data):
         raise ValueError(f"a {fmt} picture whose base64 reads like a path cannot be cleared")
     return data
